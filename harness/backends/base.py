@@ -1,0 +1,48 @@
+"""The backend contract: (prompts, sampling params) -> n completions per prompt.
+
+A backend never knows a task. It exposes the model's conventions (box space,
+image sizing) so that tasks can write and read coordinates the model understands.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from harness.conventions import ModelConventions
+from harness.prompt import Prompt
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 32
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+class Backend(ABC):
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def conventions(self) -> ModelConventions: ...
+
+    @abstractmethod
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[str]]:
+        """``params.n`` completions for each prompt, in prompt order."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies the weights (and adapter) so results can be traced to a model."""
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "conventions": self.conventions.to_dict(), "fingerprint": self.fingerprint()}
+
+    def close(self) -> None:
+        """Release resources (engines, servers)."""

@@ -1,0 +1,99 @@
+"""Boxes: the one place for box parsing, IoU and matching.
+
+Internal convention everywhere after parsing: absolute pixels of the *original*
+image, ``(x1, y1, x2, y2)`` floats. Model-specific coordinate spaces live in
+:mod:`harness.conventions`; scoring choices (IoU ``>`` vs ``>=``, +1 pixel) live
+in :mod:`harness.protocol`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+Box = tuple[float, float, float, float]
+
+_NUM = r"[-+]?\d+(?:\.\d+)?"
+# [x1, y1, x2, y2] (JSON-ish lists; what our prompts ask for and what Visual-RFT emits)
+_BRACKET_BOX = re.compile(
+    rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"
+)
+# (x1,y1),(x2,y2): Qwen2-VL's native grounding format inside <|box_start|>...<|box_end|>
+_PAIR_BOX = re.compile(
+    rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
+)
+
+
+def parse_boxes(text: str) -> list[Box]:
+    """All boxes written in ``text``, in order of appearance, in the text's own space.
+
+    Accepts ``[x1, y1, x2, y2]`` and ``(x1,y1),(x2,y2)``. Coordinates are not
+    validated here (a model may write x2 < x1); :func:`normalize_box` does that.
+    """
+    found: list[tuple[int, Box]] = []
+    for pattern in (_BRACKET_BOX, _PAIR_BOX):
+        for m in pattern.finditer(text):
+            found.append((m.start(), tuple(float(g) for g in m.groups())))  # type: ignore[misc]
+    found.sort(key=lambda item: item[0])
+    return [box for _, box in found]
+
+
+def normalize_box(box: Sequence[float]) -> Box:
+    """Order corners so that x1 <= x2 and y1 <= y2."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+def clip_box(box: Box, size: tuple[int, int]) -> Box:
+    w, h = size
+    x1, y1, x2, y2 = box
+    return (min(max(x1, 0.0), w), min(max(y1, 0.0), h), min(max(x2, 0.0), w), min(max(y2, 0.0), h))
+
+
+def box_area(box: Box, plus_one: bool = False) -> float:
+    extra = 1.0 if plus_one else 0.0
+    return max(0.0, box[2] - box[0] + extra) * max(0.0, box[3] - box[1] + extra)
+
+
+def iou(a: Box, b: Box, plus_one: bool = False) -> float:
+    """Intersection over union. ``plus_one`` is the legacy inclusive-pixel convention
+    (width = x2 - x1 + 1) used by some evaluation scripts; it is a protocol choice."""
+    extra = 1.0 if plus_one else 0.0
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + extra
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + extra
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = box_area(a, plus_one) + box_area(b, plus_one) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _num(v: float) -> str:
+    v = float(v)
+    return str(int(round(v))) if v.is_integer() else f"{v:.3f}".rstrip("0")
+
+
+def format_box(box: Sequence[float]) -> str:
+    """How boxes are written in prompts and training targets: ``[x1, y1, x2, y2]``.
+    Integer spaces (0-1000, pixels) come from the conventions already rounded and
+    print as integers; the 0-1 space keeps three decimals."""
+    return "[" + ", ".join(_num(v) for v in box) + "]"
+
+
+def greedy_match(preds: Sequence[Box], gts: Sequence[Box], hit) -> int:
+    """Number of true positives when each prediction (in the given order) claims the
+    unmatched ground truth with the highest IoU, if ``hit(iou)`` accepts it."""
+    used = [False] * len(gts)
+    tp = 0
+    for p in preds:
+        best, best_j = -1.0, -1
+        for j, g in enumerate(gts):
+            if used[j]:
+                continue
+            v = iou(p, g)
+            if v > best:
+                best, best_j = v, j
+        if best_j >= 0 and hit(best):
+            used[best_j] = True
+            tp += 1
+    return tp

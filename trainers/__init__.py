@@ -1,0 +1,3 @@
+"""Trainer plug-ins (SFT, GRPO, Curr-RL, DC-SFT) register here; see trainers/base.py."""
+
+import trainers.base  # noqa: F401
