@@ -1,0 +1,70 @@
+"""The embedded synthetic ID/OOD suite: four families, each with a real distribution shift.
+
+=================  ===================  ===========================================
+suite              ID split             OOD splits (the shift)
+=================  ===================  ===========================================
+synth_cls          synth_cls_id         synth_cls_style (renditions, ImageNet-R-like)
+                                        synth_cls_clutter (clutter/occlusion, -A-like)
+synth_ground       synth_ground_id      synth_ground_long (long expressions, Ref-L4-like)
+                                        synth_ground_reason (reasoning, LISA-like)
+synth_detect       synth_detect_base    synth_detect_novel (unseen categories, OV-det)
+synth_count        synth_count_id       synth_count_arith (counting -> arithmetic)
+=================  ===================  ===========================================
+
+Every family has a ``*_train`` split for trainers; the tiny model is pretrained on
+a separate ``pretrain`` stream (see :mod:`tasks.synthetic.pretrain`).
+"""
+
+from __future__ import annotations
+
+from harness.registry import SUITES, TASK_GROUPS, TASKS
+from harness.suite import Suite
+from tasks.synthetic.families import Counting, Detection, Grounding, ShapeClassification
+from tasks.synthetic.scene import CLUTTER, NOVEL_SHAPES, OUTLINE
+
+TRAIN_SIZE = 20000
+EVAL_SIZE = 300
+
+
+def _define(base: type, name: str, role: str, description: str, size: int = EVAL_SIZE, **attrs) -> type:
+    cls = type(
+        "".join(p.title() for p in name.split("_")),
+        (base,),
+        {"name": name, "split": name, "role": role, "size": size, "description": description, **attrs},
+    )
+    TASKS.register(name, cls)
+    return cls
+
+
+_define(ShapeClassification, "synth_cls_train", "train", "shape classification, filled shapes", TRAIN_SIZE)
+_define(ShapeClassification, "synth_cls_id", "id", "shape classification, filled shapes on plain backgrounds")
+_define(ShapeClassification, "synth_cls_style", "ood", "shape classification, hand-drawn outlines (rendition shift)",
+        style=OUTLINE)
+_define(ShapeClassification, "synth_cls_clutter", "ood", "shape classification, noise, strokes and occlusion", style=CLUTTER)
+
+_define(Grounding, "synth_ground_train", "train", "referring expressions 'the <colour> <shape>'", TRAIN_SIZE)
+_define(Grounding, "synth_ground_id", "id", "referring expressions 'the <colour> <shape>'")
+_define(Grounding, "synth_ground_long", "ood", "long expressions with position and relations", expression="long")
+_define(Grounding, "synth_ground_reason", "ood", "reasoning expressions (colour and shape by description)", expression="reason")
+
+_define(Detection, "synth_detect_train", "train", "detect a base category (circle, square, triangle, diamond)", TRAIN_SIZE)
+_define(Detection, "synth_detect_base", "id", "detect a base category")
+_define(Detection, "synth_detect_novel", "ood", "detect a novel category (star, cross)", shapes=NOVEL_SHAPES)
+
+_define(Counting, "synth_count_train", "train", "count the shapes", TRAIN_SIZE)
+_define(Counting, "synth_count_id", "id", "count the shapes")
+_define(Counting, "synth_count_arith", "ood", "CLEVR-Math-style add/remove then count", arithmetic=True)
+
+for _suite in (
+    Suite("synth_cls", "synth_cls_train", ("synth_cls_id",), ("synth_cls_style", "synth_cls_clutter"),
+          "shape classification; OOD: renditions and clutter (ImageNet-R/A-like)"),
+    Suite("synth_ground", "synth_ground_train", ("synth_ground_id",), ("synth_ground_long", "synth_ground_reason"),
+          "referring-expression grounding; OOD: long and reasoning expressions (Ref-L4/LISA-like)"),
+    Suite("synth_detect", "synth_detect_train", ("synth_detect_base",), ("synth_detect_novel",),
+          "detection; OOD: novel categories (open-vocabulary-like)"),
+    Suite("synth_count", "synth_count_train", ("synth_count_id",), ("synth_count_arith",),
+          "counting; OOD: arithmetic on the scene (MathVista/CLEVR-Math-like)"),
+):
+    SUITES.register(_suite.name, _suite)
+
+TASK_GROUPS.register("synth", ("synth_cls", "synth_ground", "synth_detect", "synth_count"))
