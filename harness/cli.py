@@ -1,0 +1,250 @@
+"""The ``harness`` command line.
+
+Shaped like lm-evaluation-harness (``--model``, ``--model_args``, ``--tasks``,
+``--limit``, ``--output_path``) so that it reads as expected to people in the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, UsageError
+
+EXAMPLES_EVAL = """\
+examples:
+  harness eval --model tiny --tasks synth                 # every synthetic suite, ID and OOD
+  harness eval --model tiny --tasks synth_cls --limit 50  # one suite, 50 samples per split
+  harness eval --model tiny --tasks synth_ground_id:mc    # a split posed as multiple choice
+  harness eval --model /models/Qwen2-VL-2B-Instruct --model_args dtype=bfloat16,device=cuda \\
+      --tasks synth_ground --batch_size 32 --output_path runs/qwen2vl-2b
+
+Rerunning the same command resumes an interrupted run from its records.
+"""
+
+
+def parse_kv(text: str | None) -> dict[str, Any]:
+    """``a=1,b=x,c=true`` -> {'a': 1, 'b': 'x', 'c': True}."""
+    out: dict[str, Any] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise UsageError(f"expected key=value in --model_args, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _coerce(v.strip())
+    return out
+
+
+def _coerce(v: str) -> Any:
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if v.lower() in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _threads() -> None:
+    # One thread was faster and far steadier than two on the 2-core machines we target;
+    # an explicit OMP_NUM_THREADS from the user wins.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from harness.evaluator import EvalConfig, run_eval
+    from leaderboards.table import eval_rows, render_text
+
+    cfg = EvalConfig(
+        model=args.model, tasks=args.tasks.split(","), backend=args.backend, model_args=parse_kv(args.model_args),
+        limit=args.limit, batch_size=args.batch_size, seed=args.seed, profile=args.profile,
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens, n_boot=args.bootstrap,
+        output_path=args.output_path, overwrite=args.overwrite, log_samples=args.log_samples,
+        progress=not args.no_progress,
+    )
+    result = run_eval(cfg)
+    print()
+    print(render_text(eval_rows(result.aggregates)))
+    if args.log_samples:
+        _print_samples(result.run_dir, result.aggregates)
+    print(f"\nrun directory: {result.run_dir}" + ("  (resumed)" if result.resumed else ""))
+    return 0
+
+
+def _print_samples(run_dir: Path, aggregates: list[dict[str, Any]], per_task: int = 3) -> None:
+    from harness.rundir import RunDir
+
+    run = RunDir(run_dir)
+    for agg in aggregates:
+        print(f"\n== {agg['task']}: first {per_task} samples")
+        for rec in sorted(run.read(agg["task"]), key=lambda r: r["index"])[:per_task]:
+            print(f"  [{rec['sample_id']}] {rec.get('prompt', '')!r}")
+            print(f"      output={rec['output']!r} parsed={rec['parsed']!r} target={rec['target']!r}")
+            print(f"      scores={rec['scores']} failure={rec['failure']}")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from harness.rescoring import score_predictions
+    from leaderboards.table import eval_rows, render_text
+
+    agg = score_predictions(args.task, args.predictions, profile=args.profile, box_space=args.box_space,
+                            config_path=args.config, n_boot=args.bootstrap, seed=args.seed, limit=args.limit)
+    if args.format == "json":
+        print(json.dumps(agg, indent=2))
+    else:
+        print(render_text(eval_rows([agg])))
+    if args.output_path:
+        from harness.atomic import write_json_atomic
+
+        write_json_atomic(args.output_path, agg)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from harness.registry import TASKS
+
+    rows = []
+    for name in TASKS.names():
+        cls = TASKS.get(name)
+        rows.append({"name": name, "family": cls.family, "role": cls.role, "size": len(cls()),
+                     "metrics": list(cls.open_metrics), "description": cls.description})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    from leaderboards.table import render_text
+
+    header = ("task", "family", "role", "size", "metrics", "description")
+    print(render_text([(r["name"], r["family"], r["role"], str(r["size"]), ",".join(r["metrics"]), r["description"])
+                       for r in rows], header=header, right=(3,)))
+    print("\nEvery task can be posed open-ended (default), as multiple choice (name:mc) or yes/no (name:yesno).")
+    return 0
+
+
+def cmd_suites(args: argparse.Namespace) -> int:
+    from harness.registry import SUITES, TASK_GROUPS
+
+    rows = [{"name": n, "train": s.train, "id": list(s.id), "ood": list(s.ood), "description": s.description}
+            for n in SUITES.names() for s in [SUITES.get(n)]]
+    groups = {g: list(TASK_GROUPS.get(g)) for g in TASK_GROUPS.names()}
+    if args.format == "json":
+        print(json.dumps({"suites": rows, "groups": groups}, indent=2))
+        return 0
+    from leaderboards.table import render_text
+
+    print(render_text([(r["name"], r["train"], ",".join(r["id"]), ",".join(r["ood"]), r["description"]) for r in rows],
+                      header=("suite", "train", "ID", "OOD", "description"), right=()))
+    for g, members in groups.items():
+        print(f"\ngroup {g}: {', '.join(members)}")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from harness.compat.torchvision_cpu import setup_environment
+
+    for line in setup_environment(dry_run=args.dry_run):
+        print(line)
+    return 0
+
+
+def cmd_build_tiny(args: argparse.Namespace) -> int:
+    from harness.models.embedded import resolve_embedded
+
+    print(resolve_embedded("tiny"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="harness",
+        description="Evaluation-first benchmark harness for post-training vision-language models: score any model "
+                    "on in-distribution (ID) and out-of-distribution (OOD) splits.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("eval", help="score a model on tasks, suites or groups",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES_EVAL)
+    e.add_argument("--model", required=True,
+                   help="'tiny' (the embedded Qwen2-VL-architecture model, built on first use), a local model "
+                        "directory, or a PEFT adapter directory")
+    e.add_argument("--tasks", required=True,
+                   help="comma-separated tasks, suites or groups (see `harness tasks`, `harness suites`); "
+                        "append :mc or :yesno to pose them as multiple choice or yes/no")
+    e.add_argument("--backend", default="hf", help="inference backend (default: hf = transformers)")
+    e.add_argument("--model_args", default=None,
+                   help="backend options as k=v,k=v, e.g. dtype=bfloat16,device=cuda,threads=1,box_space=norm1000")
+    e.add_argument("--limit", type=int, default=None, help="score only the first N samples of each task")
+    e.add_argument("--batch_size", type=int, default=8, help="prompts per generate call (default 8)")
+    e.add_argument("--output_path", default=None,
+                   help="run directory (default: harness_runs/<model>-<config hash>); rerun to resume")
+    e.add_argument("--seed", type=int, default=0, help="seed for sampling and bootstrap (default 0)")
+    e.add_argument("--profile", default="strict", help="scoring protocol profile (default strict; also: lenient)")
+    e.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    e.add_argument("--max_new_tokens", type=int, default=None, help="override each task's generation length")
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default 1000)")
+    e.add_argument("--log_samples", action="store_true", help="print the first samples of each task after the table "
+                   "(prompts, outputs, parses and scores are always kept in the run's records)")
+    e.add_argument("--overwrite", action="store_true", help="discard an existing run at --output_path")
+    e.add_argument("--no_progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("score", help="score saved outputs without a model",
+                       description="Score a JSONL of {sample_id, output} (e.g. a run's records file) on a task. "
+                                   "Next to a run's records, the run's config supplies box space and profile.")
+    s.add_argument("--task", required=True, help="task name, optionally with :mc or :yesno")
+    s.add_argument("--predictions", required=True, help="JSONL file with sample_id (or id) and output per line")
+    s.add_argument("--profile", default=None, help="protocol profile (default: the run's, else strict)")
+    s.add_argument("--box_space", default=None, help="coordinate space of the outputs' boxes (default: the run's, "
+                   "else norm1000): norm1000, abs_resized, norm1, abs")
+    s.add_argument("--config", default=None, help="a run's config.json (default: found next to the predictions)")
+    s.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default: the run's, else 1000)")
+    s.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's, else 0)")
+    s.add_argument("--limit", type=int, default=None, help="only samples among the first N of the task")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.add_argument("--output_path", default=None, help="also write the aggregate as JSON here")
+    s.set_defaults(func=cmd_score)
+
+    for name, func, text in (("tasks", cmd_tasks, "list tasks"), ("suites", cmd_suites, "list suites and groups")):
+        t = sub.add_parser(name, help=text)
+        t.add_argument("--format", choices=("table", "json"), default="table")
+        t.set_defaults(func=func)
+
+    st = sub.add_parser("setup", help="make this environment work on a CPU-only machine (torchvision shim)",
+                        description="Installs torchvision without dependencies if it is missing, and if its "
+                                    "compiled ops cannot load (a CUDA build on CPU torch) installs a start-up hook "
+                                    "that registers their schemas. Does nothing where nothing is needed.")
+    st.add_argument("--dry_run", action="store_true", help="only report what would be done")
+    st.set_defaults(func=cmd_setup)
+
+    b = sub.add_parser("build-tiny", help="build (or locate) the embedded tiny model and print its directory")
+    b.set_defaults(func=cmd_build_tiny)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _threads()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (HarnessError, FileNotFoundError) as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The eval loop: samples -> prompts -> backend -> parser/scorer -> records -> aggregates.
+
+Records are appended per batch and fsynced, so a killed run loses at most the batch
+in flight; rerunning with the same output path skips what was recorded. Batches
+restart at the same boundaries, so a resumed run computes exactly what an
+uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import provenance
+from harness.backends.base import Backend, SamplingParams
+from harness.protocol import get_profile
+from harness.registry import BACKENDS
+from harness.rundir import RunDir
+from harness.scoring import aggregate, score_output
+from harness.taskspec import TaskRef, make_task, resolve
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    tasks: list[str]
+    backend: str = "hf"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    batch_size: int = 8
+    seed: int = 0
+    profile: str = "strict"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int | None = None  # None: each task's own default
+    n_boot: int = 1000
+    output_path: str | None = None
+    overwrite: bool = False
+    log_samples: bool = False
+    progress: bool = True
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the numbers: a resumed run must match all of it."""
+        keys = ("model", "backend", "model_args", "limit", "batch_size", "seed", "profile", "temperature", "top_p",
+                "max_new_tokens", "n_boot")
+        return {k: getattr(self, k) for k in keys}
+
+    def default_output_path(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.model.rstrip("/")).name or "model")
+        return str(Path("harness_runs") / f"{slug}-{digest}")
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    aggregates: list[dict[str, Any]]
+    resumed: bool
+
+
+def resolve_model(model: str) -> str:
+    """Names of embedded models map to built-on-demand directories; anything else is a path or id."""
+    from harness.models.embedded import EMBEDDED, resolve_embedded
+
+    return resolve_embedded(model) if model in EMBEDDED else model
+
+
+def make_backend(cfg: EvalConfig) -> Backend:
+    return BACKENDS.get(cfg.backend)(model=resolve_model(cfg.model), **cfg.model_args)
+
+
+def _batch_seed(seed: int, task: str, block: int) -> int:
+    # Sampled decoding depends on the batch's position only, not on what ran before it.
+    return int.from_bytes(hashlib.sha256(f"{seed}/{task}/{block}".encode()).digest()[:4], "little")
+
+
+def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
+    from tqdm.auto import tqdm
+
+    refs: list[TaskRef] = resolve(cfg.tasks)
+    tasks = [(ref, make_task(ref.name, ref.fmt)) for ref in refs]
+    profile = get_profile(cfg.profile)
+    owns_backend = backend is None
+    backend = backend or make_backend(cfg)
+    try:
+        conv = backend.conventions
+        model_info = {"name": cfg.model, **backend.describe()}
+        run = RunDir(cfg.output_path or cfg.default_output_path())
+        identity = {**cfg.identity(), "model_fingerprint": model_info["fingerprint"], "conventions": conv.to_dict()}
+        config = {**asdict(cfg), "tasks": [r.full_name for r in refs], "profile_settings": profile.to_dict(),
+                  "conventions": conv.to_dict(), "roles": {r.full_name: r.role for r in refs}}
+        resumed = run.prepare(identity, config, overwrite=cfg.overwrite)
+        run.write_provenance(provenance.collect(model_info, {t.full_name: t.fingerprint() for _, t in tasks}, cfg.seed))
+
+        planned = {t.full_name: min(len(t), cfg.limit) if cfg.limit else len(t) for _, t in tasks}
+        done = {t.full_name: {r["sample_id"] for r in run.read(t.full_name, repair=True)} for _, t in tasks}
+        bar = tqdm(total=sum(planned.values()), initial=sum(min(len(d), planned[n]) for n, d in done.items()),
+                   disable=not cfg.progress, unit="sample", dynamic_ncols=True)
+        for _, task in tasks:
+            bar.set_description(task.full_name)
+            writer = run.writer(task.full_name)
+            base = SamplingParams(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
+                                  temperature=cfg.temperature, top_p=cfg.top_p)
+            batch: list[tuple[int, Any]] = []
+
+            def flush() -> None:
+                if not batch:
+                    return
+                block = batch[0][0] // cfg.batch_size
+                params = SamplingParams(**{**asdict(base), "seed": _batch_seed(cfg.seed, task.full_name, block)})
+                records = _generate_and_score(backend, task, batch, params, conv, profile)
+                writer.append(records)
+                bar.update(len(batch))
+                batch.clear()
+
+            for index, sample in enumerate(task.samples()):
+                if index >= planned[task.full_name]:
+                    break
+                # Batches are aligned to index // batch_size whatever was recorded before,
+                # so a resumed run groups (and seeds) samples exactly as a fresh one.
+                if batch and index // cfg.batch_size != batch[0][0] // cfg.batch_size:
+                    flush()
+                if sample.id not in done[task.full_name]:
+                    batch.append((index, sample))
+            flush()
+        bar.close()
+
+        aggregates = [
+            aggregate(task, run.read(task.full_name)[: planned[task.full_name]], profile, role=ref.role,
+                      n_boot=cfg.n_boot, seed=cfg.seed)
+            for ref, task in tasks
+        ]
+        run.write_aggregates(aggregates)
+        return EvalResult(run.path, aggregates, resumed)
+    finally:
+        if owns_backend:
+            backend.close()
+
+
+def _generate(backend: Backend, prompts: list, params: SamplingParams) -> tuple[list, list[str | None]]:
+    """Outputs and failure reasons, one per prompt. A failed batch (a corrupt image, an
+    engine error) is retried prompt by prompt, so one bad input is one failed record."""
+    try:
+        outputs = backend.generate(prompts, params)
+        if len(outputs) != len(prompts):  # zip() downstream would silently drop samples
+            raise RuntimeError(f"backend returned {len(outputs)} results for {len(prompts)} prompts")
+        return outputs, [None] * len(prompts)
+    except Exception as exc:
+        if len(prompts) == 1:
+            return [[""]], [f"generation error: {type(exc).__name__}: {exc}"]
+        outputs, failures = [], []
+        for prompt in prompts:
+            out, fail = _generate(backend, [prompt], params)
+            outputs += out
+            failures += fail
+        return outputs, failures
+
+
+def _generate_and_score(backend, task, batch, params, conv, profile) -> list[dict[str, Any]]:
+    prompts = [task.prompt(s, conv) for _, s in batch]
+    t0 = time.perf_counter()
+    outputs, failures = _generate(backend, prompts, params)
+    per = (time.perf_counter() - t0) / len(batch)
+    # Scoring errors are bugs, not bad inputs: they are not caught here.
+    return [score_output(task, s, i, outs, conv, profile, p.text, per, failure=fail)
+            for (i, s), p, outs, fail in zip(batch, prompts, outputs, failures)]

@@ -1,0 +1,61 @@
+"""Per-sample records: append-only JSONL, one line per (task, sample).
+
+Appends are flushed and fsynced per batch, so a SIGKILL loses at most the batch in
+flight. A torn last line (the process died mid-write) is dropped when the file is
+reopened, and the file is repaired before new lines are appended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.atomic import write_text_atomic
+from harness.errors import UsageError
+
+
+def read_records(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
+    """All complete records in the file. With ``repair``, rewrite it without a torn tail."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records: list[dict[str, Any]] = []
+    good_lines: list[str] = []
+    torn = False
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+            good_lines.append(line)
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # only the last line can be torn by a kill
+                torn = True
+                continue
+            raise UsageError(f"{path}:{i + 1}: corrupt record line (not at the end of the file)") from None
+    if lines[-1].strip():
+        # No newline after the last line: a kill right before it. The record may be complete
+        # (kept above), but the next append would glue onto its line, so repair that too.
+        torn = True
+    if torn and repair:
+        write_text_atomic(path, "".join(line + "\n" for line in good_lines))
+    return records
+
+
+class RecordWriter:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+        if not data:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,72 @@
+"""A run directory: the durable result of one eval.
+
+    <run>/config.json        resolved configuration (what decides the numbers)
+    <run>/provenance.json    versions, git commit, model and dataset fingerprints
+    <run>/records/<task>.jsonl  per-sample records (append-only)
+    <run>/aggregates.json    per-task aggregates with bootstrap CIs
+
+Re-running with the same configuration and directory resumes; a different
+configuration is refused rather than silently mixed into the same records.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import read_json, write_json_atomic
+from harness.errors import HarnessError
+from harness.records import RecordWriter, read_records
+
+
+class ConfigMismatch(HarnessError):
+    """The run directory holds a run with another configuration."""
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_").replace(":", "@")
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    def records_path(self, task_full_name: str) -> Path:
+        return self.path / "records" / f"{_safe(task_full_name)}.jsonl"
+
+    def prepare(self, identity: dict[str, Any], config: dict[str, Any], overwrite: bool = False) -> bool:
+        """Create or reopen the run. Returns True when resuming an existing run."""
+        if overwrite and self.path.exists():
+            shutil.rmtree(self.path)
+        resuming = self.config_path.exists()
+        if resuming:
+            old = read_json(self.config_path).get("identity", {})
+            diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
+            if diff:
+                lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+                raise ConfigMismatch(
+                    f"{self.path} holds a run with a different configuration:\n{lines}\n"
+                    "Use another --output_path, or --overwrite to discard the old run."
+                )
+        write_json_atomic(self.config_path, {**config, "identity": identity})
+        return resuming
+
+    def read(self, task_full_name: str, repair: bool = False) -> list[dict[str, Any]]:
+        return read_records(self.records_path(task_full_name), repair=repair)
+
+    def writer(self, task_full_name: str) -> RecordWriter:
+        return RecordWriter(self.records_path(task_full_name))
+
+    def write_provenance(self, provenance: dict[str, Any]) -> None:
+        write_json_atomic(self.path / "provenance.json", provenance)
+
+    def write_aggregates(self, aggregates: list[dict[str, Any]]) -> None:
+        write_json_atomic(self.path / "aggregates.json", aggregates)
+
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self.config_path)

@@ -1,0 +1,1 @@
+"""Rendering results as tables (console, Markdown, CSV)."""
