@@ -1,0 +1,14 @@
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> str:
+    """The embedded tiny model, built once per machine (minutes) and cached."""
+    from harness.models.embedded import resolve_embedded
+
+    return resolve_embedded("tiny", progress=False)
