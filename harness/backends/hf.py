@@ -1,0 +1,318 @@
+"""``hf`` backend: a Hugging Face transformers model (optionally with a PEFT adapter), in-process.
+
+Prompts are rendered with the model's own chat template
+(``processor.apply_chat_template``), batched with left padding, and decoded
+greedily or by sampling exactly as :class:`SamplingParams` says: the model's
+``generation_config`` defaults for top-k, repetition penalty etc. are *not*
+applied, so the numbers mean the same thing as in the other backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import Backend, SamplingParams
+from harness.compat.torchvision_cpu import ensure_torchvision
+from harness.conventions import BOX_SPACES, ModelConventions, conventions_for
+from harness.prompt import Prompt
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "auto": "auto",
+}
+
+
+def _local_dir(name: str | os.PathLike) -> Path | None:
+    """A local directory for a model name: the path itself, or a cached hub snapshot."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(name), local_files_only=True))
+    except Exception:
+        return None
+
+
+def _hash_weights(directory: Path, h: hashlib._Hash, prefix: str) -> int:
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES) and ".cache" not in p.parts
+    )
+    for p in files:
+        h.update(f"{prefix}/{p.relative_to(directory).as_posix()}\0".encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return len(files)
+
+
+def _pixel_limits(image_processor: Any) -> tuple[int | None, int | None]:
+    """(min_pixels, max_pixels) of a Qwen-VL-style image processor, whatever the
+    transformers version keeps them in (``size.shortest_edge/longest_edge`` in v5,
+    ``min_pixels``/``max_pixels`` attributes or ``size`` keys before)."""
+    size = getattr(image_processor, "size", None)
+    lo = hi = None
+    if size is not None:
+        get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+        lo = get("min_pixels", None) or get("shortest_edge", None)
+        hi = get("max_pixels", None) or get("longest_edge", None)
+    lo = getattr(image_processor, "min_pixels", None) or lo
+    hi = getattr(image_processor, "max_pixels", None) or hi
+    return (int(lo) if lo else None), (int(hi) if hi else None)
+
+
+def _set_pixel_limits(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
+    size = getattr(image_processor, "size", None)
+    if size is None:
+        raise ValueError(f"{type(image_processor).__name__} has no pixel limits to set")
+    if isinstance(size, dict):
+        new = dict(size)
+        if min_pixels is not None:
+            new["shortest_edge"] = min_pixels
+        if max_pixels is not None:
+            new["longest_edge"] = max_pixels
+        new.pop("min_pixels", None)
+        new.pop("max_pixels", None)
+        image_processor.size = type(size)(**new) if type(size) is not dict else new
+    else:  # SizeDict (transformers 5)
+        if min_pixels is not None:
+            size.shortest_edge = min_pixels
+        if max_pixels is not None:
+            size.longest_edge = max_pixels
+    for attr, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if value is not None and hasattr(image_processor, attr):
+            setattr(image_processor, attr, value)
+
+
+class HFBackend(Backend):
+    """Generation with ``transformers`` (``AutoProcessor`` + ``AutoModelForImageTextToText``).
+
+    ``model`` is a model directory or hub name (loaded from the local cache), or a
+    PEFT adapter directory (its ``adapter_config.json`` names the base model);
+    ``adapter`` applies an adapter on top of ``model``. Adapters are merged into
+    the weights after loading. ``threads`` sets torch's (process-wide) CPU thread
+    count; ``box_space``, ``min_pixels`` and ``max_pixels`` override the model's
+    conventions (the pixel limits are applied to the processor too).
+    """
+
+    name = "hf"
+    ARGS = (
+        "model",
+        "dtype",
+        "device",
+        "threads",
+        "adapter",
+        "box_space",
+        "min_pixels",
+        "max_pixels",
+        "attn_implementation",
+        "batch_size",
+    )
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        threads: int | str | None = 1,
+        adapter: str | os.PathLike | None = None,
+        box_space: str | None = None,
+        min_pixels: int | str | None = None,
+        max_pixels: int | str | None = None,
+        attn_implementation: str | None = None,
+        batch_size: int | str = 16,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise TypeError(f"unknown model_args for backend 'hf': {', '.join(sorted(unknown))}. Valid: {', '.join(self.ARGS)}")
+        if model is None:
+            raise TypeError("backend 'hf' needs model=<model dir, hub name or adapter dir>")
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        if box_space is not None and box_space not in BOX_SPACES:
+            raise ValueError(f"unknown box_space {box_space!r}; choose one of {BOX_SPACES}")
+
+        ensure_torchvision()  # before transformers: its image utils import torchvision
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self._torch = torch
+        if threads not in (None, "", 0, "0"):
+            torch.set_num_threads(int(threads))
+        self.device = str(device)
+        self.dtype = DTYPES[str(dtype)]
+        self.batch_size = max(1, int(batch_size))
+
+        base, adapters = self._resolve(model, adapter)
+        self.model_path = str(base)
+        self.adapters = [str(a) for a in adapters]
+
+        load_kwargs: dict[str, Any] = {"dtype": self.dtype if self.dtype == "auto" else getattr(torch, self.dtype)}
+        if attn_implementation:
+            load_kwargs["attn_implementation"] = attn_implementation
+        net = AutoModelForImageTextToText.from_pretrained(str(base), **load_kwargs)
+        if adapters:
+            from peft import PeftModel
+
+            for a in adapters:
+                net = PeftModel.from_pretrained(net, str(a))
+                net = net.merge_and_unload()
+        self.model = net.to(self.device).eval()
+
+        # The processor of the adapter dir when it has one (a fine-tune may ship its own).
+        proc_source = next((a for a in reversed(adapters) if _has_processor(Path(a))), base)
+        self.processor = AutoProcessor.from_pretrained(str(proc_source))
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._tokenizer = tokenizer
+
+        ip = getattr(self.processor, "image_processor", None)
+        lo = int(min_pixels) if min_pixels not in (None, "") else None
+        hi = int(max_pixels) if max_pixels not in (None, "") else None
+        if ip is not None and (lo is not None or hi is not None):
+            _set_pixel_limits(ip, lo, hi)
+        self._conventions = self._build_conventions(box_space, lo, hi)
+        self._fingerprint: str | None = None
+
+    # ----------------------------------------------------------------- loading
+    @staticmethod
+    def _resolve(model: str | os.PathLike, adapter: str | os.PathLike | None) -> tuple[Any, list[Path]]:
+        """(base model name or dir, adapter dirs to apply in order)."""
+        adapters: list[Path] = []
+        base: Any = model
+        local = Path(model).expanduser()
+        if (local / "adapter_config.json").is_file():
+            cfg = json.loads((local / "adapter_config.json").read_text())
+            base = cfg.get("base_model_name_or_path")
+            if not base:
+                raise ValueError(f"{local}/adapter_config.json has no base_model_name_or_path")
+            if not Path(base).expanduser().exists() and (local / base).exists():
+                base = local / base  # a base path stored relative to the adapter
+            adapters.append(local)
+        elif local.is_dir():
+            base = local
+        if adapter is not None:
+            a = Path(adapter).expanduser()
+            if not (a / "adapter_config.json").is_file():
+                raise ValueError(f"adapter={adapter!r} is not a PEFT adapter directory (no adapter_config.json)")
+            adapters.append(a)
+        return base, adapters
+
+    def _build_conventions(self, box_space: str | None, lo: int | None, hi: int | None) -> ModelConventions:
+        config = self.model.config
+        conv = conventions_for(getattr(config, "model_type", None))
+        ip = getattr(self.processor, "image_processor", None)
+        found: dict[str, Any] = {}
+        if ip is not None:
+            pmin, pmax = _pixel_limits(ip)
+            if pmin:
+                found["min_pixels"] = pmin
+            if pmax:
+                found["max_pixels"] = pmax
+            patch, merge = getattr(ip, "patch_size", None), getattr(ip, "merge_size", None)
+            if patch and merge:
+                found["resize_factor"] = int(patch) * int(merge)
+        conv = conv.with_overrides(**found)
+        user = {k: v for k, v in (("box_space", box_space), ("min_pixels", lo), ("max_pixels", hi)) if v is not None}
+        return conv.with_overrides(**user) if user else conv
+
+    # -------------------------------------------------------------- interface
+    @property
+    def conventions(self) -> ModelConventions:
+        return self._conventions
+
+    def render(self, prompt: Prompt) -> str:
+        """The prompt text exactly as the model sees it (chat template applied)."""
+        return self.processor.apply_chat_template(prompt.messages(), add_generation_prompt=True, tokenize=False)
+
+    def _generation_kwargs(self, params: SamplingParams) -> dict[str, Any]:
+        tok = self._tokenizer
+        kw: dict[str, Any] = {
+            "max_new_tokens": int(params.max_new_tokens),
+            "pad_token_id": tok.pad_token_id,
+            # plain decoding: neutralise checkpoint defaults the params do not express
+            "repetition_penalty": 1.0,
+            "num_beams": 1,
+        }
+        if params.greedy:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kw.update(
+                do_sample=True,
+                temperature=float(params.temperature),
+                top_p=float(params.top_p),
+                top_k=0,  # disabled, as in vLLM/OpenAI (HF would default to 50)
+                num_return_sequences=int(params.n),
+            )
+        return kw
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[str]]:
+        torch = self._torch
+        if params.n < 1:
+            raise ValueError("SamplingParams.n must be >= 1")
+        torch.manual_seed(params.seed)
+        kwargs = self._generation_kwargs(params)
+        # Greedy decoding is deterministic: n copies of one completion.
+        per_call = 1 if params.greedy else params.n
+        # keep rows (prompts x completions) per forward pass around batch_size
+        chunk = max(1, self.batch_size // per_call) if per_call > 1 else self.batch_size
+        results: list[list[str]] = []
+        for start in range(0, len(prompts), chunk):
+            batch = prompts[start : start + chunk]
+            texts = [self.render(p) for p in batch]
+            images = [ref.load() for p in batch for ref in p.images]
+            inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+            inputs = inputs.to(self.device)
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, **kwargs)
+            new = out[:, inputs["input_ids"].shape[1] :]
+            decoded = self._tokenizer.batch_decode(new, skip_special_tokens=True)
+            for i in range(len(batch)):
+                got = decoded[i * per_call : (i + 1) * per_call]
+                results.append(got * params.n if per_call == 1 else got)
+        return results
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            local = _local_dir(self.model_path)
+            if local is None or not _hash_weights(local, h, "base"):
+                h.update(f"unhashed:{self.model_path}".encode())
+            for i, a in enumerate(self.adapters):
+                _hash_weights(Path(a), h, f"adapter{i}")
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(model=self.model_path, adapters=self.adapters, dtype=self.dtype, device=self.device)
+        return info
+
+    def close(self) -> None:
+        self.model = None
+        import gc
+
+        gc.collect()
+
+
+def _has_processor(path: Path) -> bool:
+    return any((path / f).is_file() for f in ("processor_config.json", "preprocessor_config.json", "tokenizer.json"))
+
+
+__all__ = ["HFBackend"]

@@ -1,0 +1,1 @@
+"""Compatibility fixes for the runtime environment (kept import-light)."""
