@@ -54,6 +54,9 @@ class ModelConventions:
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) of the image as the model sees it."""
         # The processor's own function, so our boxes follow its resize exactly.
+        from harness.compat.torchvision_cpu import ensure_torchvision
+
+        ensure_torchvision()  # transformers imports torchvision whenever it is installed
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
         w, h = size

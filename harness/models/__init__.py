@@ -1,0 +1,1 @@
+"""Models the harness builds itself (the embedded tiny Qwen2-VL)."""
