@@ -29,9 +29,15 @@ class ImageRef:
 
     @classmethod
     def from_path(cls, path: str, size: tuple[int, int] | None = None) -> ImageRef:
+        """A file image. An unreadable header does not fail here (a loader must be able
+        to stream past it): the size becomes (0, 0) and decoding fails for that sample
+        only, where the evaluator records it as a per-sample failure."""
         if size is None:
-            with Image.open(path) as im:  # reads the header only
-                size = im.size
+            try:
+                with Image.open(path) as im:  # reads the header only
+                    size = im.size
+            except (OSError, SyntaxError, ValueError):
+                size = (0, 0)
 
         def _load() -> Image.Image:
             with Image.open(path) as im:

@@ -7,15 +7,24 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from dataclasses import replace  # noqa: E402
+
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from harness.atomic import read_json  # noqa: E402
+from harness.backends.base import SamplingParams  # noqa: E402
 from harness.conventions import ModelConventions  # noqa: E402
-from harness.evaluator import run_eval  # noqa: E402
+from harness.evaluator import (
+    _generate_and_score,  # noqa: E402
+    run_eval,  # noqa: E402
+)
+from harness.protocol import STRICT  # noqa: E402
 from harness.records import read_records  # noqa: E402
 from harness.rescoring import score_predictions  # noqa: E402
 from harness.rundir import ConfigMismatch, RunDir  # noqa: E402
 from harness.taskspec import make_task, split_format  # noqa: E402
+from tasks.synthetic.families import ShapeClassification  # noqa: E402
 
 try:  # tests/ is a plain directory (on sys.path) or a package
     from fake_backend import BATCH, LIMIT, REQUIRED, TASKS, FakeBackend, config, garbage_index  # noqa: E402
@@ -264,3 +273,42 @@ def test_default_output_path_depends_on_identity():
     assert a.default_output_path() == config(None).default_output_path()
     assert a.default_output_path() != config(None, seed=1).default_output_path()
     assert a.default_output_path() == config(None, tasks=["synth_cls_id"]).default_output_path()  # tasks can be added
+
+
+def test_corrupt_image_file_is_one_failed_record(tmp_path):
+    """A real file that is not an image: ImageRef.from_path streams past it and the
+    sample fails alone with the decoder's reason, through the real evaluator."""
+    from harness.backends.base import Backend
+    from harness.sample import ImageRef
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    refs = [ImageRef.from_path(str(good)), ImageRef.from_path(str(bad)), ImageRef.from_path(str(good))]
+    assert refs[0].size == (20, 10) and refs[1].size == (0, 0)
+
+    class Decoding(Backend):
+        name = "decoding"
+        conventions = ModelConventions()
+
+        def generate(self, prompts, params):
+            return [[f"{p.images[0].load().size[0]}"] for p in prompts]
+
+        def fingerprint(self):
+            return "decoding"
+
+    class FileTask(ShapeClassification):
+        name, split, size = "files", "files", 3
+
+        def make_sample(self, index):
+            sample = super().make_sample(index)
+            return replace(sample, images=(refs[index],), target="20")
+
+    backend = Decoding()
+    task = FileTask()
+    records = _generate_and_score(backend, task, [(i, task.make_sample(i)) for i in range(3)],
+                                  SamplingParams(), backend.conventions, STRICT)
+    assert [r["failure"] is None for r in records] == [True, False, True]
+    assert "generation error" in records[1]["failure"] and "bad.png" in records[1]["failure"]
+    assert [r["scores"]["acc"] for r in records] == [1.0, 0.0, 1.0]

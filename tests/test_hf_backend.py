@@ -208,3 +208,11 @@ def test_peft_adapter_dir(backend, model_dir, tmp_path):
 
     with pytest.raises(ValueError):
         HFBackend(model=str(model_dir), adapter=str(model_dir))  # not an adapter dir
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    from harness.backends.hf import HFBackend
+    from harness.errors import UsageError
+
+    with pytest.raises(UsageError, match="not found: not a local model directory"):
+        HFBackend(model=str(tmp_path / "nowhere"))

@@ -21,7 +21,7 @@ from harness.protocol import STRICT  # noqa: E402
 from harness.registry import SUITES, TASKS  # noqa: E402
 from harness.scoring import score_output  # noqa: E402
 from harness.task import FORMATS, MC, OPEN, YESNO  # noqa: E402
-from tasks.synthetic.scene import BASE_SHAPES, NOVEL_SHAPES  # noqa: E402
+from tasks.synthetic.scene import BASE_COLOURS, NOVEL_COLOURS  # noqa: E402
 
 CONV = ModelConventions()  # generic: norm1000
 ALL = sorted(n for n in TASKS.names() if n.startswith("synth_"))
@@ -339,12 +339,13 @@ def test_detection_queries():
     novel = [s.fields["category"] for s in task("synth_detect_novel", size=100).samples()]
     base = [s.fields["category"] for s in task("synth_detect_base", size=100).samples()]
     train = [s.fields["category"] for s in task("synth_detect_train", size=100).samples()]
-    assert set(novel) == set(NOVEL_SHAPES) == {"star", "cross"}
-    assert set(base) == set(BASE_SHAPES) and set(train) == set(BASE_SHAPES)
+    assert set(novel) == set(NOVEL_COLOURS) == {"purple", "orange"}
+    assert set(base) == set(BASE_COLOURS) and set(train) == set(BASE_COLOURS)
+    assert not set(NOVEL_COLOURS) & set(BASE_COLOURS)
     for s in task("synth_detect_novel", size=20).samples():
         cat = s.fields["category"]
         objs = s.fields["scene"].objects
-        assert len(s.target) == sum(o.shape == cat for o in objs) == s.metadata["n_targets"] >= 1
+        assert len(s.target) == sum(o.colour == cat for o in objs) == s.metadata["n_targets"] >= 1
 
 
 def test_expression_shift():
@@ -401,7 +402,7 @@ def test_pretrain_stream_survives_crowded_scenes():
 
 def test_pretrain_samples_are_not_train_samples():
     pre = _pretrain(60)
-    assert all(uri.startswith("synthetic://pretrain/synth_") for _, _, uri, _ in pre)
+    assert all(uri.startswith("synthetic://pretrain/") for _, _, uri, _ in pre)
     train_images = {digest(task(name).make_sample(i)) for name in TRAIN for i in range(100)}
     eval_images = {digest(task(name).make_sample(i)) for name in EVAL for i in range(20)}
     pre_images = {d for *_, d in pre}
@@ -412,7 +413,7 @@ def test_pretrain_samples_are_not_train_samples():
 def test_pretrain_mixture_covers_families_and_formats():
     pre = _pretrain(200)
     splits = {uri.split("/")[3] for _, _, uri, _ in pre}
-    assert splits == {"synth_cls_train", "synth_ground_train", "synth_detect_train", "synth_count_train"}
+    assert splits == {"colour", "synth_cls_train", "synth_ground_train", "synth_detect_train", "synth_count_train"}
     mc = sum(t in ("A", "B", "C", "D") for _, t, _, _ in pre)
     yn = sum(t in ("yes", "no") for _, t, _, _ in pre)
     assert 5 <= mc <= 40 and 5 <= yn <= 40  # ~10 % each

@@ -18,6 +18,7 @@ from typing import Any
 from harness.backends.base import Backend, SamplingParams
 from harness.compat.torchvision_cpu import ensure_torchvision
 from harness.conventions import BOX_SPACES, ModelConventions, conventions_for
+from harness.errors import UsageError
 from harness.prompt import Prompt
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -134,7 +135,7 @@ class HFBackend(Backend):
         min_pixels: int | str | None = None,
         max_pixels: int | str | None = None,
         attn_implementation: str | None = None,
-        batch_size: int | str = 16,
+        batch_size: int | str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -155,7 +156,9 @@ class HFBackend(Backend):
             torch.set_num_threads(int(threads))
         self.device = str(device)
         self.dtype = DTYPES[str(dtype)]
-        self.batch_size = max(1, int(batch_size))
+        # Rows (prompts x completions) per forward pass; None: whatever the caller
+        # batched (the evaluator's --batch_size). Set it to cap GPU memory when n > 1.
+        self.batch_size = max(1, int(batch_size)) if batch_size not in (None, "") else None
 
         base, adapters = self._resolve(model, adapter)
         self.model_path = str(base)
@@ -212,6 +215,13 @@ class HFBackend(Backend):
             if not (a / "adapter_config.json").is_file():
                 raise ValueError(f"adapter={adapter!r} is not a PEFT adapter directory (no adapter_config.json)")
             adapters.append(a)
+        if _local_dir(base) is None:
+            # Offline by design: say so instead of surfacing a hub lookup error.
+            raise UsageError(
+                f"model {str(base)!r} not found: not a local model directory and not in the local "
+                "Hugging Face cache (this backend never downloads). Use 'tiny', or a directory "
+                "holding config.json and the weights."
+            )
         return base, adapters
 
     def _build_conventions(self, box_space: str | None, lo: int | None, hi: int | None) -> ModelConventions:
@@ -270,8 +280,7 @@ class HFBackend(Backend):
         kwargs = self._generation_kwargs(params)
         # Greedy decoding is deterministic: n copies of one completion.
         per_call = 1 if params.greedy else params.n
-        # keep rows (prompts x completions) per forward pass around batch_size
-        chunk = max(1, self.batch_size // per_call) if per_call > 1 else self.batch_size
+        chunk = len(prompts) if self.batch_size is None else max(1, self.batch_size // per_call)
         results: list[list[str]] = []
         for start in range(0, len(prompts), chunk):
             batch = prompts[start : start + chunk]

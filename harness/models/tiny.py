@@ -129,6 +129,8 @@ class TinyRecipe:
     lr: float = 5e-4
     warmup: int = 50
     final_lr_ratio: float = 0.1
+    # the vision tower learns from scratch: its learning rate is lr * vision_lr_scale
+    vision_lr_scale: float = 1.0
     micro_batches: int = 4
 
     def __post_init__(self) -> None:
@@ -485,6 +487,7 @@ def pretrain(
     micro_batches: int = 4,
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
+    vision_lr_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Supervised pre-training of the model in ``model_dir`` on (prompt, target) pairs.
 
@@ -514,10 +517,18 @@ def pretrain(
         model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
         model.train()
         torch.manual_seed(seed)
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        # A vision tower trained from scratch needs a larger step than the language model
+        # (shapes stayed at chance for 300 steps at the LM's rate); groups: (vision?, decay?).
+        groups = []
+        for vision in (False, True):
+            for decay in (True, False):
+                params = [p for n, p in model.named_parameters()
+                          if (".visual." in f".{n}") == vision and (p.ndim >= 2) == decay]
+                if params:
+                    groups.append({"params": params, "weight_decay": weight_decay if decay else 0.0,
+                                   "lr": lr * (vision_lr_scale if vision else 1.0)})
         opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            groups,
             lr=lr,
             betas=(0.9, 0.98),
             eps=1e-8,
@@ -657,6 +668,7 @@ def resolve_tiny(
                 warmup=recipe.warmup,
                 final_lr_ratio=recipe.final_lr_ratio,
                 micro_batches=recipe.micro_batches,
+                vision_lr_scale=recipe.vision_lr_scale,
                 seed=recipe.seed,
                 progress=progress,
             )

@@ -20,7 +20,7 @@ from __future__ import annotations
 from harness.registry import SUITES, TASK_GROUPS, TASKS
 from harness.suite import Suite
 from tasks.synthetic.families import Counting, Detection, Grounding, ShapeClassification
-from tasks.synthetic.scene import CLUTTER, NOVEL_SHAPES, OUTLINE
+from tasks.synthetic.scene import CLUTTER, NOVEL_COLOURS, OUTLINE
 
 TRAIN_SIZE = 20000
 EVAL_SIZE = 300
@@ -47,9 +47,11 @@ _define(Grounding, "synth_ground_id", "id", "referring expressions 'the <colour>
 _define(Grounding, "synth_ground_long", "ood", "long expressions with position and relations", expression="long")
 _define(Grounding, "synth_ground_reason", "ood", "reasoning expressions (colour and shape by description)", expression="reason")
 
-_define(Detection, "synth_detect_train", "train", "detect a base category (circle, square, triangle, diamond)", TRAIN_SIZE)
-_define(Detection, "synth_detect_base", "id", "detect a base category")
-_define(Detection, "synth_detect_novel", "ood", "detect a novel category (star, cross)", shapes=NOVEL_SHAPES)
+_define(Detection, "synth_detect_train", "train", "detect all objects of a base colour (red, green, blue, yellow)",
+        TRAIN_SIZE)
+_define(Detection, "synth_detect_base", "id", "detect all objects of a base colour")
+_define(Detection, "synth_detect_novel", "ood", "detect all objects of a novel colour (purple, orange)",
+        categories=NOVEL_COLOURS)
 
 _define(Counting, "synth_count_train", "train", "count the shapes", TRAIN_SIZE)
 _define(Counting, "synth_count_id", "id", "count the shapes")

@@ -17,12 +17,10 @@ from harness.sample import ImageRef, Sample
 from harness.task import Parsed, Task
 from tasks.synthetic.render import render
 from tasks.synthetic.scene import (
-    BASE_SHAPES,
+    BASE_COLOURS,
     CLUTTER,
     COLOURS,
     FILLED,
-    NOVEL_SHAPES,
-    OUTLINE,
     SHAPES,
     Scene,
     background,
@@ -113,7 +111,7 @@ class ShapeClassification(SyntheticTask):
 
     def make_scene(self, rng, seed):
         shape = rng.choice(SHAPES)
-        scene = self.new_scene(rng, seed, [(shape, rng.choice(tuple(COLOURS)), None)])
+        scene = self.new_scene(rng, seed, [(shape, rng.choice(tuple(COLOURS)), rng.choice(("large", "xlarge")))])
         return scene, {"_meta": {"category": shape}}, shape
 
     def stem(self, sample, conv):
@@ -134,6 +132,27 @@ class ShapeClassification(SyntheticTask):
 
     def wrong_answers(self, sample, conv, rng, k):
         return rng.sample([s for s in SHAPES if s != sample.target], k)
+
+
+class ColourNaming(ShapeClassification):
+    """Name the colour of the one object. Not an eval split: an easy auxiliary task in
+    the tiny model's pretraining that teaches it to use its vision tower at all before
+    the harder families can (without it, pretraining stalled at chance on every task)."""
+
+    family = "colour"
+
+    def make_scene(self, rng, seed):
+        scene, fields, _ = super().make_scene(rng, seed)
+        return scene, fields, scene.objects[0].colour
+
+    def stem(self, sample, conv):
+        return "What colour is the shape?"
+
+    def question(self, sample, conv):
+        return "What colour is the shape? Answer with one word."
+
+    def wrong_answers(self, sample, conv, rng, k):
+        return rng.sample([c for c in COLOURS if c != sample.target], k)
 
 
 # ----------------------------------------------------------------------------- grounding
@@ -239,32 +258,36 @@ class Grounding(SyntheticTask):
 class Detection(SyntheticTask):
     """Detect all instances of one queried category (COCO-like, Visual-RFT prompt).
 
-    ``shapes`` are the categories that may be queried: base shapes in training and
-    ID evaluation, novel shapes for the open-vocabulary OOD split.
+    Categories are colours ("red objects"): ``categories`` are the ones that may be
+    queried, base colours in training and ID evaluation, novel colours for the
+    open-vocabulary OOD split (named in other tasks, never a detection target).
+    Colours rather than shapes keep the split learnable for the tiny model, whose
+    shape recognition is weak, so that detection measures localisation.
     """
 
     family = "detection"
     open_metrics = ("f1", "precision", "recall")
     max_new_tokens = 48
-    shapes: tuple[str, ...] = BASE_SHAPES
+    categories: tuple[str, ...] = BASE_COLOURS
 
     def make_scene(self, rng, seed):
-        query = rng.choice(self.shapes)
+        query = rng.choice(self.categories)
         n_query = rng.choice((1, 1, 2, 2, 3))
         n_other = rng.randint(0, 4 - n_query)
-        specs = [(query, rng.choice(tuple(COLOURS)), None) for _ in range(n_query)]
-        specs += _random_specs(rng, n_other, shapes=tuple(s for s in SHAPES if s != query))
+        others = tuple(c for c in COLOURS if c != query)
+        specs = [(rng.choice(SHAPES), query, None) for _ in range(n_query)]
+        specs += [(rng.choice(SHAPES), rng.choice(others), None) for _ in range(n_other)]
         rng.shuffle(specs)
         scene = self.new_scene(rng, seed, specs)
-        boxes = sorted((list(o.box) for o in scene.objects if o.shape == query), key=lambda b: (b[1], b[0]))
+        boxes = sorted((list(o.box) for o in scene.objects if o.colour == query), key=lambda b: (b[1], b[0]))
         return scene, {"category": query, "_meta": {"category": query, "n_targets": len(boxes)}}, boxes
 
     def stem(self, sample, conv):
-        return f"Where are all the {plural(sample.fields['category'])} in the image?"
+        return f"Where are all the {sample.fields['category']} objects?"
 
     def question(self, sample, conv):
         return (
-            f"Detect all objects of the category '{sample.fields['category']}'. "
+            f"Detect all {sample.fields['category']} objects. "
             f"Answer with a list of boxes [x1, y1, x2, y2] in {conv.describe_space()}."
         )
 
@@ -296,7 +319,7 @@ class Detection(SyntheticTask):
 
     def wrong_answers(self, sample, conv, rng, k):
         scene = sample.fields["scene"]
-        others = [o.box for o in scene.objects if o.shape != sample.fields["category"]]
+        others = [o.box for o in scene.objects if o.colour != sample.fields["category"]]
         gold = self.answer_text(sample, conv)
         out: list[str] = []
         candidates = []
@@ -372,4 +395,4 @@ class Counting(SyntheticTask):
         return [str(v) for v in rng.sample(pool, k)]
 
 
-__all__ = ["ShapeClassification", "Grounding", "Detection", "Counting", "NOVEL_SHAPES", "OUTLINE", "VERSION"]
+__all__ = ["ShapeClassification", "ColourNaming", "Grounding", "Detection", "Counting", "VERSION"]

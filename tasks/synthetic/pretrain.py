@@ -16,10 +16,12 @@ from harness.conventions import ModelConventions
 from harness.prompt import Prompt
 from harness.registry import TASKS
 from harness.task import FORMATS, MC, OPEN, YESNO
-from tasks.synthetic.families import VERSION
+from tasks.synthetic.families import VERSION, ColourNaming
 
-# (train split, weight). Grounding and detection get more steps: they are the hardest.
-MIXTURE = (("synth_cls_train", 0.2), ("synth_ground_train", 0.3), ("synth_detect_train", 0.25), ("synth_count_train", 0.25))
+# (train split, weight). "colour" is an auxiliary pretraining-only task (see ColourNaming).
+MIXTURE = (("colour", 0.15), ("synth_cls_train", 0.2), ("synth_count_train", 0.2), ("synth_ground_train", 0.25),
+           ("synth_detect_train", 0.2))
+_AUXILIARY = {"colour": ColourNaming}
 FORMAT_WEIGHTS = ((OPEN, 0.8), (MC, 0.1), (YESNO, 0.1))
 # Boxes in training targets are rounded to this many units of the 0-1000 scale:
 # coarse targets were the one change that lifted a tiny model's grounding.
@@ -32,7 +34,7 @@ def _coarsen(text: str) -> str:
 
 
 def _pretrain_task(name: str, fmt: str):
-    task = TASKS.get(name)(fmt=fmt, size=10**9)
+    task = (_AUXILIARY.get(name) or TASKS.get(name))(fmt=fmt, size=10**9)
     task.split = f"pretrain/{name}"  # own seed namespace: disjoint from every registered split
     return task
 
@@ -58,11 +60,10 @@ def examples(conv: ModelConventions, seed: int = 0) -> Iterator[tuple[Prompt, st
 
 def corpus(conv: ModelConventions, per_task: int = 40) -> Iterable[str]:
     """Text to train the tokenizer on: prompts and answers of every split and format."""
-    for name in TASKS.names():
-        if not name.startswith("synth_"):
-            continue
+    factories = [TASKS.get(n) for n in TASKS.names() if n.startswith("synth_")] + list(_AUXILIARY.values())
+    for factory in factories:
         for fmt in FORMATS:
-            task = TASKS.get(name)(fmt=fmt)
+            task = factory(fmt=fmt)
             for i in range(per_task):
                 sample = task.make_sample(i)
                 yield task.prompt(sample, conv).text

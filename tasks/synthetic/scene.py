@@ -15,11 +15,7 @@ from dataclasses import dataclass, field
 
 SIDE = 112  # image side in pixels; 8x8 patches of 14 px for a Qwen2-VL-style encoder
 
-# Detection queries only base shapes in training; novel shapes are the OOD
-# categories (named in other tasks, never as detection targets: open-vocabulary).
-BASE_SHAPES = ("circle", "square", "triangle", "diamond")
-NOVEL_SHAPES = ("star", "cross")
-SHAPES = BASE_SHAPES + NOVEL_SHAPES
+SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross")
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -29,7 +25,12 @@ COLOURS = {
     "purple": (140, 60, 190),
     "orange": (245, 130, 30),
 }
-SIZES = {"small": (9, 12), "large": (15, 20)}  # radius ranges in pixels
+# Detection queries only base colours in training; novel colours are the OOD
+# categories (named in other tasks, never as detection targets: open-vocabulary).
+BASE_COLOURS = ("red", "green", "blue", "yellow")
+NOVEL_COLOURS = ("purple", "orange")
+SIZES = {"small": (9, 12), "large": (15, 20), "xlarge": (22, 30)}  # radius ranges in pixels
+SCENE_SIZES = ("small", "large")  # what multi-object scenes draw from
 
 FILLED, OUTLINE, CLUTTER = "filled", "outline", "clutter"
 STYLES = (FILLED, OUTLINE, CLUTTER)
@@ -110,7 +111,7 @@ def _overlaps(box, boxes, margin: float = 3.0) -> bool:
 
 
 def make_object(rng: random.Random, shape: str, colour: str, size: str | None = None) -> SceneObject:
-    size = size or rng.choice(tuple(SIZES))
+    size = size or rng.choice(SCENE_SIZES)
     lo, hi = SIZES[size]
     r = rng.uniform(lo, hi)
     m = r + 2
