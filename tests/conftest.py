@@ -12,3 +12,12 @@ def tiny_model_dir() -> str:
     from harness.models.embedded import resolve_embedded
 
     return resolve_embedded("tiny", progress=False)
+
+
+@pytest.fixture(scope="module")
+def no_git():
+    """Provenance would run ``git rev-parse``/``git status`` in the repository; keep tests off git.
+    Module-scoped so that module-scoped runs (fixtures that evaluate once) see it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("harness.provenance.git_commit", lambda: {"commit": "test"})
+        yield

@@ -21,13 +21,9 @@ try:  # tests/ is a plain directory (on sys.path) or a package
 except ImportError:  # pragma: no cover
     from tests.fake_backend import FakeBackend, config  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("no_git")
 
-@pytest.fixture(scope="module", autouse=True)
-def no_git():
-    """Provenance would run ``git rev-parse``/``git status`` in the repository; keep tests off git."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("harness.provenance.git_commit", lambda: {"commit": "test"})
-        yield
+
 
 SYNTH_TASKS = {"synth_cls_train", "synth_cls_id", "synth_cls_style", "synth_cls_clutter", "synth_ground_train",
                "synth_ground_id", "synth_ground_long", "synth_ground_reason", "synth_detect_train",

@@ -31,13 +31,9 @@ try:  # tests/ is a plain directory (on sys.path) or a package
 except ImportError:  # pragma: no cover
     from tests.fake_backend import BATCH, LIMIT, REQUIRED, TASKS, FakeBackend, config, garbage_index  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("no_git")
 
-@pytest.fixture(scope="module", autouse=True)
-def no_git():
-    """Provenance would run ``git rev-parse``/``git status`` in the repository; keep tests off git."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("harness.provenance.git_commit", lambda: {"commit": "test"})
-        yield
+
 
 
 @pytest.fixture(scope="module")

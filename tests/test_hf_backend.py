@@ -12,42 +12,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from harness.backends.base import SamplingParams  # noqa: E402
-from harness.models.tiny import TinyRecipe, build_untrained, pretrain  # noqa: E402
+from harness.models.tiny import build_untrained, pretrain  # noqa: E402
 from harness.prompt import Prompt  # noqa: E402
-from harness.sample import ImageRef  # noqa: E402
+
+try:  # tests/ is a plain directory (on sys.path) or a package
+    from tiny_fixtures import COLOURS, QUESTION, SMALL, square  # noqa: E402
+except ImportError:  # pragma: no cover
+    from tests.tiny_fixtures import COLOURS, QUESTION, SMALL, square  # noqa: E402
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 
-SMALL = TinyRecipe(
-    hidden_size=64,
-    num_layers=2,
-    num_heads=2,
-    num_kv_heads=1,
-    intermediate_size=128,
-    vision_depth=1,
-    vision_embed_dim=32,
-    vision_heads=2,
-    image_side=56,
-    vocab_size=300,
-)
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
-QUESTION = "What colour is the square?"
-
-
-def square(name: str, side: int = 56) -> ImageRef:
-    def load() -> Image.Image:
-        im = Image.new("RGB", (side, side), (255, 255, 255))
-        im.paste(COLOURS[name], (side // 4, side // 4, 3 * side // 4, 3 * side // 4))
-        return im
-
-    return ImageRef(uri=f"synthetic://square/{name}/{side}", size=(side, side), loader=load)
 
 
 def examples(seed: int):
