@@ -89,7 +89,7 @@ def _print_samples(run_dir: Path, aggregates: list[dict[str, Any]], per_task: in
         print(f"\n== {agg['task']}: first {per_task} samples")
         for rec in sorted(run.read(agg["task"]), key=lambda r: r["index"])[:per_task]:
             print(f"  [{rec['sample_id']}] {rec.get('prompt', '')!r}")
-            print(f"      output={rec['output']!r} parsed={rec['parsed']!r} target={rec['target']!r}")
+            print(f"      output={rec['output']!r} parsed={rec['parsed']!r} target={rec.get('gold', rec['target'])!r}")
             print(f"      scores={rec['scores']} failure={rec['failure']}")
 
 

@@ -31,6 +31,8 @@ def score_output(task: Task, sample: Sample, index: int, output: str | list[str]
         "target": task.target_json(sample),
         "metadata": sample.metadata,
     }
+    if task.fmt != "open":  # the option letter / yes-no the model should have given
+        rec["gold"] = task.target(sample, conv)
     if len(outputs) > 1:
         rec["outputs"] = outputs
     if prompt_text is not None:

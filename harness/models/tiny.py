@@ -131,6 +131,8 @@ class TinyRecipe:
     final_lr_ratio: float = 0.1
     # the vision tower learns from scratch: its learning rate is lr * vision_lr_scale
     vision_lr_scale: float = 1.0
+    # "example": each row's answer-token mean counts equally; "token": all answer tokens do
+    loss_per: str = "example"
     micro_batches: int = 4
 
     def __post_init__(self) -> None:
@@ -472,6 +474,24 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _per_example_loss(model, inputs: dict[str, Any]):
+    """Sum over rows of each row's mean answer-token loss.
+
+    Averaging over all answer tokens of a batch lets long answers drown short ones: a
+    detection target has ~40 tokens, a colour or a count 2, so in a task mixture the
+    short answers got ~2 % of the gradient and were never learned (the model answered
+    every colour question with 'red'). Per-row means give every example equal weight.
+    """
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    token_loss = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+    mask = (shift_labels != -100).float()
+    return ((token_loss * mask).sum(1) / mask.sum(1).clamp(min=1.0)).sum()
+
+
 def pretrain(
     model_dir: str | os.PathLike,
     examples: Iterator[tuple[Prompt, str]],
@@ -488,6 +508,7 @@ def pretrain(
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
     vision_lr_scale: float = 1.0,
+    loss_per: str = "example",
 ) -> dict[str, Any]:
     """Supervised pre-training of the model in ``model_dir`` on (prompt, target) pairs.
 
@@ -548,9 +569,12 @@ def pretrain(
             for inputs, count in zip(parts, counts):
                 if count == 0:
                     continue
-                # mean over the micro-batch's answer tokens, re-weighted: the sum is the
-                # mean over the whole batch's answer tokens, as without micro-batches
-                part = model(**inputs).loss * (count / total)
+                if loss_per == "example":
+                    part = _per_example_loss(model, inputs) / batch_size
+                else:
+                    # mean over the micro-batch's answer tokens, re-weighted: the sum is the
+                    # mean over the whole batch's answer tokens, as without micro-batches
+                    part = model(**inputs).loss * (count / total)
                 part.backward()
                 loss += float(part.detach())
             if max_grad_norm:
@@ -669,6 +693,7 @@ def resolve_tiny(
                 final_lr_ratio=recipe.final_lr_ratio,
                 micro_batches=recipe.micro_batches,
                 vision_lr_scale=recipe.vision_lr_scale,
+                loss_per=recipe.loss_per,
                 seed=recipe.seed,
                 progress=progress,
             )

@@ -109,9 +109,11 @@ class ShapeClassification(SyntheticTask):
     open_metrics = ("acc",)
     max_new_tokens = 8
 
+    object_sizes: tuple[str, ...] = ("large", "xlarge")
+
     def make_scene(self, rng, seed):
         shape = rng.choice(SHAPES)
-        scene = self.new_scene(rng, seed, [(shape, rng.choice(tuple(COLOURS)), rng.choice(("large", "xlarge")))])
+        scene = self.new_scene(rng, seed, [(shape, rng.choice(tuple(COLOURS)), rng.choice(self.object_sizes))])
         return scene, {"_meta": {"category": shape}}, shape
 
     def stem(self, sample, conv):
@@ -168,8 +170,6 @@ _SHAPE_RIDDLES = {
     "circle": "has no corners at all",
     "square": "has four equal sides and four right angles",
     "triangle": "has exactly three corners",
-    "diamond": "looks like a square standing on one corner",
-    "star": "has five points",
     "cross": "looks like a plus sign",
 }
 
@@ -190,9 +190,10 @@ class Grounding(SyntheticTask):
     open_metrics = ("acc@0.5", "miou")
     max_new_tokens = 24
     expression = "short"
+    n_objects: tuple[int, int] = (2, 4)
 
     def make_scene(self, rng, seed):
-        n = rng.randint(2, 4)
+        n = rng.randint(*self.n_objects)
         scene = self.new_scene(rng, seed, _random_specs(rng, n, unique=True))
         t = rng.randrange(n)
         obj = scene.objects[t]
@@ -252,6 +253,14 @@ class Grounding(SyntheticTask):
             if iou(b, tuple(sample.target)) < 0.3 and text != gold and text not in out:
                 out.append(text)
         return out[:k]
+
+
+class SingleObjectGrounding(Grounding):
+    """Grounding with one object in the scene. Not an eval split: a pretraining-only
+    task that teaches the tiny model to read positions off its image tokens before it
+    has to pick the right object among several."""
+
+    n_objects = (1, 1)
 
 
 # ----------------------------------------------------------------------------- detection

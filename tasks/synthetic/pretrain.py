@@ -16,16 +16,17 @@ from harness.conventions import ModelConventions
 from harness.prompt import Prompt
 from harness.registry import TASKS
 from harness.task import FORMATS, MC, OPEN, YESNO
-from tasks.synthetic.families import VERSION, ColourNaming
+from tasks.synthetic.families import VERSION, ColourNaming, SingleObjectGrounding
 
-# (train split, weight). "colour" is an auxiliary pretraining-only task (see ColourNaming).
-MIXTURE = (("colour", 0.15), ("synth_cls_train", 0.2), ("synth_count_train", 0.2), ("synth_ground_train", 0.25),
-           ("synth_detect_train", 0.2))
-_AUXILIARY = {"colour": ColourNaming}
+# (train split, weight). "colour" and "locate" are auxiliary pretraining-only tasks that
+# bootstrap what the families need: using the image at all, and reading positions.
+MIXTURE = (("colour", 0.1), ("locate", 0.15), ("synth_cls_train", 0.2), ("synth_count_train", 0.15),
+           ("synth_ground_train", 0.2), ("synth_detect_train", 0.2))
+_AUXILIARY = {"colour": ColourNaming, "locate": SingleObjectGrounding}
 FORMAT_WEIGHTS = ((OPEN, 0.8), (MC, 0.1), (YESNO, 0.1))
 # Boxes in training targets are rounded to this many units of the 0-1000 scale:
 # coarse targets were the one change that lifted a tiny model's grounding.
-BOX_QUANTUM = 50
+BOX_QUANTUM = 100
 DATA_VERSION = f"{VERSION}-pretrain-q{BOX_QUANTUM}-" + ",".join(f"{n}={w}" for n, w in MIXTURE)
 
 
