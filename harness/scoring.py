@@ -62,10 +62,11 @@ def aggregate(task: Task, records: list[dict[str, Any]], profile: ProtocolProfil
         metrics[m] = {"value": sum(values) / len(values) if values else math.nan, "ci": [lo, hi]}
     if task.fmt == "open" and recs:
         corpus = task.corpus_metrics(recs, profile)
-        for name, value in corpus.items():
-            stat = lambda items, name=name: task.corpus_metrics(items, profile)[name]  # noqa: E731
-            lo, hi = bootstrap_ci(recs, stat, n_boot=min(n_boot, 100), seed=seed)
-            metrics[name] = {"value": value, "ci": [lo, hi]}
+        if corpus:
+            # one resampling pass for all corpus metrics; capped: each resample reruns them
+            cis = bootstrap_ci(recs, lambda items: task.corpus_metrics(items, profile), n_boot=min(n_boot, 100), seed=seed)
+            for name, value in corpus.items():
+                metrics[name] = {"value": value, "ci": list(cis[name])}
     return {
         "task": task.full_name,
         "role": role or task.role,
