@@ -68,7 +68,7 @@ def test_recipe_key_and_rope_split():
     for r in (TinyRecipe(), SMALL):
         assert sum(r.mrope_section) == r.head_dim // 2
     d = TinyRecipe()
-    assert (d.head_dim, d.mrope_section, d.image_tokens, d.image_pixels) == (64, [8, 12, 12], 16, 112 * 112)
+    assert (d.head_dim, d.mrope_section, d.image_tokens, d.image_pixels) == (48, [6, 9, 9], 16, 112 * 112)
     with pytest.raises(ValueError):
         TinyRecipe(image_side=100)
 
