@@ -20,8 +20,10 @@ from tasks.synthetic.families import VERSION, ColourNaming, SingleObjectGroundin
 
 # (train split, weight). "colour" and "locate" are auxiliary pretraining-only tasks that
 # bootstrap what the families need: using the image at all, and reading positions.
-MIXTURE = (("colour", 0.1), ("locate", 0.15), ("synth_cls_train", 0.2), ("synth_count_train", 0.15),
-           ("synth_ground_train", 0.2), ("synth_detect_train", 0.2))
+# Measured: locate at 0.3 (vs 0.15) lifted classification 32 -> 41 % and counting
+# 29 -> 35 %; localisation itself stays near chance in this budget.
+MIXTURE = (("colour", 0.05), ("locate", 0.3), ("synth_cls_train", 0.2), ("synth_count_train", 0.15),
+           ("synth_ground_train", 0.15), ("synth_detect_train", 0.15))
 _AUXILIARY = {"colour": ColourNaming, "locate": SingleObjectGrounding}
 FORMAT_WEIGHTS = ((OPEN, 0.8), (MC, 0.1), (YESNO, 0.1))
 # Boxes in training targets are rounded to this many units of the 0-1000 scale:
