@@ -183,8 +183,8 @@ def _seeds(backend):
 
 def test_resume_after_torn_write_keeps_batch_boundaries(tmp_path, clean_run):
     # The evaluator's docstring: "Batches restart at the same boundaries, so a resumed run computes
-    # exactly what an uninterrupted one would have." After a torn write, the rest of the torn batch
-    # is batched with the next one, so samples get other batch-mates and other sampling seeds.
+    # exactly what an uninterrupted one would have." The rest of a torn batch must keep its
+    # batch-mates and sampling seed rather than be merged into the next batch.
     _, _, clean_backend = clean_run
     path = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

@@ -30,6 +30,7 @@ import sysconfig
 import time
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.compat import _tv_hook
 
 HOOK_MODULE = "_harness_tv_hook"
@@ -109,9 +110,7 @@ def install_hook(site_dir: Path | None = None) -> list[Path]:
     for path, text in ((site_dir / f"{HOOK_MODULE}.py", src), (site_dir / PTH_NAME, PTH_LINE)):
         if path.exists() and path.read_text() == text:
             continue
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
         written.append(path)
     # Byte-compile now: with PYTHONDONTWRITEBYTECODE set the interpreter would
     # otherwise recompile the hook at every start-up (~2 ms instead of ~0.2 ms).
