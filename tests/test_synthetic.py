@@ -112,6 +112,33 @@ def test_crowded_train_scenes_can_be_generated():
         assert all(0 <= b[0] and 0 <= b[1] and b[2] <= 112 and b[3] <= 112 for b in boxes)
 
 
+@pytest.mark.parametrize("name", ["synth_ground_id", "synth_ground_long", "synth_detect_base", "synth_detect_novel"])
+def test_box_task_objects_span_an_image_token(name):
+    """Boxes of grounding and detection targets are at least ~one tiny-model image token
+    (28 px) across, so the tiny model can localise them at token resolution."""
+    t = task(name)
+    sides = []
+    for i in range(150):
+        s = t.make_sample(i)
+        targets = [s.target] if t.family == "grounding" else s.target
+        sides += [min(b[2] - b[0], b[3] - b[1]) for b in targets]
+        assert 1 <= len(s.fields["scene"].objects) <= 3
+    assert min(sides) >= 20 and sum(sides) / len(sides) >= 28, (min(sides), sum(sides) / len(sides))
+
+
+def test_placement_steps_sizes_down_when_crowded():
+    from tasks.synthetic.scene import SIDE, _smaller, place
+
+    assert _smaller("xlarge") == ("large",) and _smaller(("large", "xlarge")) == ("small",) and _smaller("small") == ("small",)
+    # six very large objects cannot fit in 112x112: placement falls back to smaller sizes
+    objs = place(random.Random(0), [("circle", "red", "xlarge")] * 6)
+    assert len(objs) == 6 and {o.size for o in objs} <= {"small", "large"}
+    boxes = [o.box for o in objs]
+    assert all(0 <= b[0] and b[2] <= SIDE and 0 <= b[1] and b[3] <= SIDE for b in boxes)
+    # and an arrangement that fits keeps what was asked
+    assert {o.size for o in place(random.Random(0), [("square", "blue", "xlarge")])} == {"xlarge"}
+
+
 def test_sample_fingerprints_identify_the_data():
     assert task("synth_cls_id").fingerprint() == task("synth_cls_id", MC).fingerprint()
     assert task("synth_cls_id").fingerprint() != task("synth_cls_style").fingerprint()

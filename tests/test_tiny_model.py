@@ -4,6 +4,7 @@ pre-training and the build cache."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
 import subprocess
@@ -157,6 +158,28 @@ def test_pretrain_learns_and_is_deterministic(small_dir, tmp_path):
     shutil.copytree(small_dir, c)
     sc = pretrain(c, Squares().examples(0), **{**kw, "steps": 1}, micro_batches=1)
     assert sa["micro_batches"] == 4 and sc["first_loss"] == pytest.approx(sa["first_loss"], rel=1e-5)
+
+
+def test_loss_per_example_weighting(small_dir):
+    """power 1: mean per row; power 0.5: sum over sqrt(length); rows with no answer count 0."""
+    import torch
+
+    from harness.models.tiny import _per_example_loss
+
+    class Fixed(torch.nn.Module):  # logits that give every label token loss ln(4)
+        def forward(self, input_ids, **_):
+            return type("Out", (), {"logits": torch.zeros(*input_ids.shape, 4)})()
+
+    ids = torch.zeros(3, 6, dtype=torch.long)
+    labels = torch.full((3, 6), -100)
+    labels[0, 5:] = 1  # 1 answer token
+    labels[1, 2:] = 2  # 4 answer tokens
+    inputs = {"input_ids": ids, "labels": labels}
+    ln4 = math.log(4)
+    assert float(_per_example_loss(Fixed(), inputs, 1.0)) == pytest.approx(2 * ln4)
+    assert float(_per_example_loss(Fixed(), inputs, 0.5)) == pytest.approx(ln4 + 4 * ln4 / 2)
+    with pytest.raises(ValueError, match="loss_per"):
+        TinyRecipe(loss_per="mean")
 
 
 def test_labels_cover_answer_tokens_only(small_dir):

@@ -135,7 +135,8 @@ class TinyRecipe:
     final_lr_ratio: float = 0.1
     # the vision tower learns from scratch: its learning rate is lr * vision_lr_scale
     vision_lr_scale: float = 6.0
-    # "example": each row's answer-token mean counts equally; "token": all answer tokens do
+    # "example": each row's answer-token mean counts equally; "token": all answer tokens
+    # do; "sqrt": a row's token-loss sum over the square root of its answer length
     loss_per: str = "example"
     micro_batches: int = 4
 
@@ -146,6 +147,8 @@ class TinyRecipe:
             raise ValueError("num_heads must be a multiple of num_kv_heads")
         if self.vision_embed_dim % self.vision_heads:
             raise ValueError("vision_embed_dim must be a multiple of vision_heads")
+        if self.loss_per not in ("example", "sqrt", "token"):
+            raise ValueError(f"loss_per must be 'example', 'sqrt' or 'token', not {self.loss_per!r}")
         if self.image_side % self.resize_factor:
             raise ValueError(f"image_side must be a multiple of patch_size*spatial_merge_size={self.resize_factor}")
 
@@ -478,13 +481,14 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _per_example_loss(model, inputs: dict[str, Any]):
-    """Sum over rows of each row's mean answer-token loss.
+def _per_example_loss(model, inputs: dict[str, Any], power: float = 1.0):
+    """Sum over rows of each row's answer-token loss divided by (its answer length)**power.
 
-    Averaging over all answer tokens of a batch lets long answers drown short ones: a
-    detection target has ~40 tokens, a colour or a count 2, so in a task mixture the
-    short answers got ~2 % of the gradient and were never learned (the model answered
-    every colour question with 'red'). Per-row means give every example equal weight.
+    Averaging over all answer tokens of a batch (power 0) lets long answers drown short
+    ones: a detection target has ~40 tokens, a colour or a count 2, so in a task mixture
+    the short answers got ~2 % of the gradient and were never learned (the model
+    answered every colour question with 'red'). Per-row means (power 1) give every
+    example equal weight; power 0.5 sits between the two.
     """
     import torch.nn.functional as F
 
@@ -493,7 +497,11 @@ def _per_example_loss(model, inputs: dict[str, Any]):
     shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
     token_loss = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
     mask = (shift_labels != -100).float()
-    return ((token_loss * mask).sum(1) / mask.sum(1).clamp(min=1.0)).sum()
+    return ((token_loss * mask).sum(1) / mask.sum(1).clamp(min=1.0) ** power).sum()
+
+
+# loss_per -> power of the answer length each example's loss sum is divided by
+_LOSS_POWER = {"example": 1.0, "sqrt": 0.5}
 
 
 def pretrain(
@@ -573,8 +581,8 @@ def pretrain(
             for inputs, count in zip(parts, counts):
                 if count == 0:
                     continue
-                if loss_per == "example":
-                    part = _per_example_loss(model, inputs) / batch_size
+                if loss_per in _LOSS_POWER:
+                    part = _per_example_loss(model, inputs, _LOSS_POWER[loss_per]) / batch_size
                 else:
                     # mean over the micro-batch's answer tokens, re-weighted: the sum is the
                     # mean over the whole batch's answer tokens, as without micro-batches

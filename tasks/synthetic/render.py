@@ -22,17 +22,23 @@ def _jitter(rgb: tuple[int, int, int], rng: random.Random, amount: int = 12) -> 
 
 
 def _light(image: Image.Image) -> Image.Image:
-    """Smooth lighting across the whole image: brighter towards the bottom, warmer to
-    the right. Photos carry such position cues (sky above, light from one side); a
+    """Uneven, colour-neutral lighting: brighter towards the bottom, darker towards the
+    left and right edges (a vignette).
+
+    Photos carry such position cues (sky above, light falling off to the sides); a
     flat synthetic background carries none, and a vision tower with only relative
-    position encodings (Qwen2-VL's) then cannot tell where a patch is, so a small
-    model never learns to localise. With lighting, every patch's pixels encode roughly
-    where it is."""
+    position encodings (Qwen2-VL's) then has nothing in a patch's pixels that says
+    where it is. Here a patch's mean brightness varies with its row and its
+    left-to-right brightness slope with its column. The lighting is grey on purpose:
+    a colour tint (tried first) shifts red towards purple on one side of the image,
+    confusing the colour categories that detection queries. Scaled so that a light
+    background does not clip to white, which would erase the cue.
+    """
     arr = np.asarray(image, dtype=np.float32)
     h, w = arr.shape[:2]
     y = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None, None]
     x = np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :, None]
-    arr = arr * (1.0 + 0.6 * y) + x * np.array([100.0, 0.0, -100.0], dtype=np.float32)
+    arr = arr * (0.85 + 0.3 * y) - 45.0 * (2.0 * x) ** 2
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 

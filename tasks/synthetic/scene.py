@@ -32,7 +32,9 @@ COLOURS = {
 BASE_COLOURS = ("red", "green", "blue", "yellow")
 NOVEL_COLOURS = ("purple", "orange")
 SIZES = {"small": (9, 12), "large": (15, 20), "xlarge": (22, 30)}  # radius ranges in pixels
-SCENE_SIZES = ("small", "large")  # what multi-object scenes draw from
+SCENE_SIZES = ("small", "large")  # what multi-object scenes draw from unless told otherwise
+# How a size is named in a referring expression.
+SIZE_WORDS = {"small": "small", "large": "large", "xlarge": "very large"}
 
 FILLED, OUTLINE, CLUTTER = "filled", "outline", "clutter"
 STYLES = (FILLED, OUTLINE, CLUTTER)
@@ -108,26 +110,39 @@ def _overlaps(box, boxes, margin: float = 3.0) -> bool:
     return False
 
 
-def make_object(rng: random.Random, shape: str, colour: str, size: str | None = None) -> SceneObject:
-    size = size or rng.choice(SCENE_SIZES)
+def make_object(rng: random.Random, shape: str, colour: str, size: str | tuple[str, ...] | None = None) -> SceneObject:
+    """``size`` is a size name, a tuple of names to draw from, or None (SCENE_SIZES)."""
+    size = rng.choice(size or SCENE_SIZES) if not isinstance(size, str) else size
     lo, hi = SIZES[size]
     r = rng.uniform(lo, hi)
     m = r + 2
     return SceneObject(shape, colour, size, rng.uniform(m, SIDE - m), rng.uniform(m, SIDE - m), r, rng.uniform(-0.15, 0.15))
 
 
-def place(rng: random.Random, specs: list[tuple[str, str, str | None]], tries: int = 100) -> tuple[SceneObject, ...]:
-    """Place objects without overlap; specs are (shape, colour, size-or-None).
+def _smaller(size) -> tuple[str, ...]:
+    names = tuple(SIZES)
+    allowed = (size,) if isinstance(size, str) else tuple(size or SCENE_SIZES)
+    return (names[max(0, min(names.index(n) for n in allowed) - 1)],)
+
+
+def place(rng: random.Random, specs: list[tuple[str, str, object]], tries: int = 100) -> tuple[SceneObject, ...]:
+    """Place objects without overlap; specs are (shape, colour, size) with size as in
+    :func:`make_object`.
 
     Deterministic for a given rng. A crowded arrangement that cannot be completed
-    is restarted, and after a few restarts every object is made 'small', which
-    always fits for the counts used here (at most 6 objects).
+    is restarted; after 5 restarts each object takes the size below its smallest
+    allowed one, after 10 every object is 'small', which always fits for the counts
+    used here (at most 6 objects).
     """
     for restart in range(50):
         placed: list[SceneObject] = []
         for shape, colour, size in specs:
+            if restart >= 10:
+                size = "small"
+            elif restart >= 5:
+                size = _smaller(size)
             for _ in range(tries):
-                obj = make_object(rng, shape, colour, size if restart < 5 else "small")
+                obj = make_object(rng, shape, colour, size)
                 if not _overlaps(obj.box, [p.box for p in placed]):
                     placed.append(obj)
                     break
