@@ -136,8 +136,12 @@ class TinyRecipe:
     # the vision tower learns from scratch: its learning rate is lr * vision_lr_scale
     vision_lr_scale: float = 6.0
     # "example": each row's answer-token mean counts equally; "token": all answer tokens
-    # do; "sqrt": a row's token-loss sum over the square root of its answer length
-    loss_per: str = "example"
+    # do; "sqrt": a row's token-loss sum over the square root of its answer length.
+    # "sqrt" (measured, 300 samples per split): grounding acc@0.5 7.3 -> 10.7 %, mIoU
+    # 10.8 -> 16.8 % against "example", classification equal, counting 47.7 -> 42.3 %:
+    # a box answer has ~20 tokens of which ~4 carry information, and "example" gave
+    # those a twentieth of a one-word answer's weight each
+    loss_per: str = "sqrt"
     micro_batches: int = 4
 
     def __post_init__(self) -> None:
