@@ -27,6 +27,13 @@ Rerunning the same command resumes an interrupted run from its records.
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the one-line form every harness error takes."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        self.exit(2, f"harness: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parse_kv(text: str | None) -> dict[str, Any]:
     """``a=1,b=x,c=true`` -> {'a': 1, 'b': 'x', 'c': True}."""
     out: dict[str, Any] = {}
@@ -38,6 +45,10 @@ def parse_kv(text: str | None) -> dict[str, Any]:
         if "=" not in item:
             raise UsageError(f"expected key=value in --model_args, got {item!r}")
         k, v = item.split("=", 1)
+        if not k.strip():
+            raise UsageError(f"--model_args item {item!r} has no key")
+        if k.strip() in out:
+            raise UsageError(f"--model_args sets {k.strip()!r} twice")
         out[k.strip()] = _coerce(v.strip())
     return out
 
@@ -68,7 +79,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         model=args.model, tasks=args.tasks.split(","), backend=args.backend, model_args=parse_kv(args.model_args),
         limit=args.limit, batch_size=args.batch_size, seed=args.seed, profile=args.profile,
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens, n_boot=args.bootstrap,
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, n_boot=args.bootstrap,
         output_path=args.output_path, overwrite=args.overwrite, log_samples=args.log_samples,
         progress=not args.no_progress,
     )
@@ -95,8 +106,11 @@ def _print_samples(run_dir: Path, aggregates: list[dict[str, Any]], per_task: in
 
 def cmd_score(args: argparse.Namespace) -> int:
     from harness.rescoring import score_predictions
+    from harness.validation import check_output_file
     from leaderboards.table import eval_rows, render_text
 
+    if args.output_path:
+        check_output_file(Path(args.output_path))
     agg = score_predictions(args.task, args.predictions, profile=args.profile, box_space=args.box_space,
                             config_path=args.config, n_boot=args.bootstrap, seed=args.seed, limit=args.limit)
     if args.format == "json":
@@ -157,21 +171,31 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_build_tiny(args: argparse.Namespace) -> int:
-    from harness.models.embedded import resolve_embedded
+    from harness.models.embedded import SHIPPED_TINY, build_tiny, ship_tiny
 
-    print(resolve_embedded("tiny"))
+    built = build_tiny(progress=not args.no_progress)
+    print(built)
+    if args.ship:
+        print(f"shipped: {ship_tiny(built)} (float16 weights); regenerate the reference numbers: "
+              "README's score table and tests/reference/", file=sys.stderr)
+    else:
+        print(f"This build is reproducible on this machine; on another CPU it is a different, equally valid model. "
+              f"`--model tiny` still loads the shipped reference model ({SHIPPED_TINY}); evaluate this build with "
+              f"`--model {built}`, or replace the shipped one with `harness build-tiny --ship`.", file=sys.stderr)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="harness",
+    common = Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    p = Parser(
+        prog="harness", parents=[common],
         description="Evaluation-first benchmark harness for post-training vision-language models: score any model "
                     "on in-distribution (ID) and out-of-distribution (OOD) splits.",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    e = sub.add_parser("eval", help="score a model on tasks, suites or groups",
+    e = sub.add_parser("eval", parents=[common], help="score a model on tasks, suites or groups",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES_EVAL)
     e.add_argument("--model", required=True,
                    help="'tiny' (the embedded Qwen2-VL-architecture model, built on first use), a local model "
@@ -189,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed for sampling and bootstrap (default 0)")
     e.add_argument("--profile", default="strict", help="scoring protocol profile (default strict; also: lenient)")
     e.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    e.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass in (0, 1] (default 1.0)")
     e.add_argument("--max_new_tokens", type=int, default=None, help="override each task's generation length")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default 1000)")
     e.add_argument("--log_samples", action="store_true", help="print the first samples of each task after the table "
@@ -197,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no_progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("score", help="score saved outputs without a model",
+    s = sub.add_parser("score", parents=[common], help="score saved outputs without a model",
                        description="Score a JSONL of {sample_id, output} (e.g. a run's records file) on a task. "
                                    "Next to a run's records, the run's config supplies box space and profile.")
     s.add_argument("--task", required=True, help="task name, optionally with :mc or :yesno")
@@ -214,18 +239,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_score)
 
     for name, func, text in (("tasks", cmd_tasks, "list tasks"), ("suites", cmd_suites, "list suites and groups")):
-        t = sub.add_parser(name, help=text)
+        t = sub.add_parser(name, parents=[common], help=text)
         t.add_argument("--format", choices=("table", "json"), default="table")
         t.set_defaults(func=func)
 
-    st = sub.add_parser("setup", help="make this environment work on a CPU-only machine (torchvision shim)",
+    st = sub.add_parser("setup", parents=[common], help="make this environment work on a CPU-only machine (torchvision shim)",
                         description="Installs torchvision without dependencies if it is missing, and if its "
                                     "compiled ops cannot load (a CUDA build on CPU torch) installs a start-up hook "
                                     "that registers their schemas. Does nothing where nothing is needed.")
     st.add_argument("--dry_run", action="store_true", help="only report what would be done")
     st.set_defaults(func=cmd_setup)
 
-    b = sub.add_parser("build-tiny", help="build (or locate) the embedded tiny model and print its directory")
+    b = sub.add_parser("build-tiny", parents=[common], help="rebuild the embedded tiny model's recipe into the cache",
+                       description="Pretrains the tiny model's recipe (about 10 minutes on 2 cores), caches it under "
+                                   "$HARNESS_CACHE/models (default ~/.cache/harness/models) and prints its directory. "
+                                   "`--model tiny` keeps loading the model shipped in the package unless --ship.")
+    b.add_argument("--ship", action="store_true",
+                   help="replace the shipped model (harness/models/tiny_qwen2vl) by a float16 export of this build")
+    b.add_argument("--no_progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build_tiny)
     return p
 
@@ -242,9 +273,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (HarnessError, FileNotFoundError) as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        # Usage and input errors (HarnessError) are the user's to fix: exit 2. Anything
+        # else is our bug: exit 1, and still one line; --debug shows where it happened.
+        ours = isinstance(exc, (HarnessError, FileNotFoundError, NotADirectoryError, IsADirectoryError))
+        text = str(exc).strip() or type(exc).__name__
+        if not ours:
+            text = f"{type(exc).__name__}: {text} (an internal error; rerun with --debug for the traceback)"
+        print(f"harness: error: {text}", file=sys.stderr)
+        return 2 if ours else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

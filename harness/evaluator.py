@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import provenance
-from harness.backends.base import Backend, SamplingParams
+from harness.backends.base import Backend, SamplingParams, check_backend_args
+from harness.errors import UsageError
 from harness.protocol import get_profile
 from harness.registry import BACKENDS
 from harness.rundir import RunDir
 from harness.scoring import aggregate, score_output
 from harness.taskspec import TaskRef, make_task, resolve
+from harness.validation import check_number, check_output_dir
 
 
 @dataclass
@@ -43,6 +45,26 @@ class EvalConfig:
     overwrite: bool = False
     log_samples: bool = False
     progress: bool = True
+    # Labels for leaderboards (method, checkpoint, cost, ...): written to config.json,
+    # not part of the identity, so labelling a run never invalidates it.
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, check_backend: bool = True) -> None:
+        """Every option checked before a model is loaded (UsageError names the bad one).
+        ``check_backend=False`` when the caller brings its own backend instance."""
+        check_number("--limit", self.limit, minimum=1, integer=True)
+        check_number("--batch_size", self.batch_size, minimum=1, integer=True, allow_none=False)
+        check_number("--seed", self.seed, minimum=0, integer=True, allow_none=False)
+        check_number("--temperature", self.temperature, minimum=0, allow_none=False)
+        check_number("--top_p", self.top_p, minimum=0, maximum=1, exclusive_minimum=True, allow_none=False)
+        check_number("--max_new_tokens", self.max_new_tokens, minimum=1, maximum=1 << 20, integer=True)
+        check_number("--bootstrap", self.n_boot, minimum=0, maximum=1_000_000, integer=True, allow_none=False)
+        if not isinstance(self.model_args, dict):
+            raise UsageError("model_args must be a mapping of backend options")
+        get_profile(self.profile)
+        if check_backend:
+            # an embedded name passes as a model name; its files are checked when it is resolved
+            check_backend_args(BACKENDS.get(self.backend), self.model, **self.model_args)
 
     def identity(self) -> dict[str, Any]:
         """What decides the numbers: a resumed run must match all of it."""
@@ -82,15 +104,20 @@ def _batch_seed(seed: int, task: str, block: int) -> int:
 def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     from tqdm.auto import tqdm
 
+    cfg.validate(check_backend=backend is None)
     refs: list[TaskRef] = resolve(cfg.tasks)
     tasks = [(ref, make_task(ref.name, ref.fmt)) for ref in refs]
     profile = get_profile(cfg.profile)
+    run_path = Path(cfg.output_path or cfg.default_output_path())
+    check_output_dir(run_path, overwrite=cfg.overwrite)
+    if not cfg.overwrite:  # a mismatch that needs no model is refused before loading one
+        RunDir(run_path).check_identity(cfg.identity())
     owns_backend = backend is None
     backend = backend or make_backend(cfg)
     try:
         conv = backend.conventions
         model_info = {"name": cfg.model, **backend.describe()}
-        run = RunDir(cfg.output_path or cfg.default_output_path())
+        run = RunDir(run_path)
         identity = {**cfg.identity(), "model_fingerprint": model_info["fingerprint"], "conventions": conv.to_dict()}
         config = {**asdict(cfg), "tasks": [r.full_name for r in refs], "profile_settings": profile.to_dict(),
                   "conventions": conv.to_dict(), "roles": {r.full_name: r.role for r in refs}}

@@ -16,27 +16,37 @@ from harness.atomic import write_text_atomic
 from harness.errors import UsageError
 
 
-def read_records(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
-    """All complete records in the file. With ``repair``, rewrite it without a torn tail."""
+def read_records(path: str | Path, repair: bool = False, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """All complete records in the file. With ``repair``, rewrite it without a torn tail.
+    Every record must be a JSON object holding the ``required`` keys."""
     path = Path(path)
     if not path.exists():
         return []
     records: list[dict[str, Any]] = []
     good_lines: list[str] = []
     torn = False
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text: not a records file") from None
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-            good_lines.append(line)
+            rec = json.loads(line)
         except json.JSONDecodeError:
             if i >= len(lines) - 2:  # only the last line can be torn by a kill
                 torn = True
                 continue
-            raise UsageError(f"{path}:{i + 1}: corrupt record line (not at the end of the file)") from None
+            raise UsageError(f"{path}:{i + 1}: corrupt record line (not at the end of the file); "
+                             "rerun with --overwrite to start the run afresh") from None
+        if not isinstance(rec, dict) or any(k not in rec for k in required):
+            need = f" with {', '.join(required)}" if required else ""
+            raise UsageError(f"{path}:{i + 1}: not a record (a JSON object{need}); was the file edited? "
+                             "Rerun with --overwrite to start the run afresh")
+        records.append(rec)
+        good_lines.append(line)
     if lines[-1].strip():
         # No newline after the last line: a kill right before it. The record may be complete
         # (kept above), but the next append would glue onto its line, so repair that too.

@@ -15,9 +15,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import read_json, write_json_atomic
-from harness.errors import HarnessError
+from harness.atomic import write_json_atomic
+from harness.errors import HarnessError, UsageError
 from harness.records import RecordWriter, read_records
+from harness.validation import read_json_file
+
+# What the evaluator relies on in every record it reads back.
+RECORD_KEYS = ("sample_id", "index", "scores")
 
 
 class ConfigMismatch(HarnessError):
@@ -39,25 +43,44 @@ class RunDir:
     def records_path(self, task_full_name: str) -> Path:
         return self.path / "records" / f"{_safe(task_full_name)}.jsonl"
 
+    def recorded_config(self) -> dict[str, Any] | None:
+        """The config of the run already here (None if there is none)."""
+        if not self.config_path.exists():
+            return None
+        cfg = read_json_file(self.config_path, "run config")
+        if not isinstance(cfg, dict):
+            raise UsageError(f"run config {self.config_path} is not a JSON object; fix it, or --overwrite the run")
+        return cfg
+
+    def check_identity(self, identity: dict[str, Any], keys: set[str] | None = None) -> None:
+        """Refuse to continue a recorded run whose identity differs (on ``keys``, default:
+        all of ``identity``'s); a check before a model is loaded passes a partial identity."""
+        cfg = self.recorded_config()
+        if cfg is None:
+            return
+        old = cfg.get("identity", {})
+        keys = set(identity) if keys is None else keys
+        diff = {k: (old.get(k), identity.get(k)) for k in keys if old.get(k) != identity.get(k)}
+        if diff:
+            lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ConfigMismatch(
+                f"{self.path} holds a run with a different configuration:\n{lines}\n"
+                "Use another --output_path, or --overwrite to discard the old run."
+            )
+
     def prepare(self, identity: dict[str, Any], config: dict[str, Any], overwrite: bool = False) -> bool:
         """Create or reopen the run. Returns True when resuming an existing run."""
         if overwrite and self.path.exists():
             shutil.rmtree(self.path)
         resuming = self.config_path.exists()
         if resuming:
-            old = read_json(self.config_path).get("identity", {})
-            diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
-            if diff:
-                lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
-                raise ConfigMismatch(
-                    f"{self.path} holds a run with a different configuration:\n{lines}\n"
-                    "Use another --output_path, or --overwrite to discard the old run."
-                )
+            old = self.recorded_config().get("identity", {})
+            self.check_identity(identity, keys=set(old) | set(identity))
         write_json_atomic(self.config_path, {**config, "identity": identity})
         return resuming
 
     def read(self, task_full_name: str, repair: bool = False) -> list[dict[str, Any]]:
-        return read_records(self.records_path(task_full_name), repair=repair)
+        return read_records(self.records_path(task_full_name), repair=repair, required=RECORD_KEYS)
 
     def writer(self, task_full_name: str) -> RecordWriter:
         return RecordWriter(self.records_path(task_full_name))
@@ -69,4 +92,7 @@ class RunDir:
         write_json_atomic(self.path / "aggregates.json", aggregates)
 
     def read_config(self) -> dict[str, Any]:
-        return read_json(self.config_path)
+        cfg = self.recorded_config()
+        if cfg is None:
+            raise UsageError(f"{self.path} is not a run directory (no config.json)")
+        return cfg

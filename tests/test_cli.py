@@ -98,7 +98,7 @@ def test_parse_kv_needs_key_value():
 
 
 def test_eval_unknown_task_exits_2(capsys, tmp_path):
-    rc = main(["eval", "--model", "/nonexistent/model", "--tasks", "synth_cls_id,not_a_task",
+    rc = main(["eval", "--model", "tiny", "--tasks", "synth_cls_id,not_a_task",
                "--output_path", str(tmp_path / "r"), "--no_progress"])
     assert rc == 2
     err = capsys.readouterr().err
@@ -108,7 +108,7 @@ def test_eval_unknown_task_exits_2(capsys, tmp_path):
 
 
 def test_eval_bad_format_exits_2(capsys):
-    assert main(["eval", "--model", "/nonexistent/model", "--tasks", "synth_cls:cloze", "--no_progress"]) == 2
+    assert main(["eval", "--model", "tiny", "--tasks", "synth_cls:cloze", "--no_progress"]) == 2
     assert "unknown format 'cloze'" in capsys.readouterr().err
 
 
@@ -174,7 +174,8 @@ def test_score_with_another_profile_and_limit(capsys, fake_run, tmp_path):
     # predictions beyond --limit are refused rather than ignored
     rc = main(["score", "--task", "synth_cls_id", "--limit", "3", "--predictions", str(records)])
     assert rc == 2
-    assert "7 predictions name samples that synth_cls_id does not have (within the limit)" in capsys.readouterr().err
+    assert "7 of 10 predictions name samples that synth_cls_id does not have within the first 3 samples" in \
+        capsys.readouterr().err
 
 
 def test_eval_through_the_cli_with_a_registered_backend(capsys, tmp_path, monkeypatch):

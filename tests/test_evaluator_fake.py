@@ -15,6 +15,7 @@ from PIL import Image  # noqa: E402
 from harness.atomic import read_json  # noqa: E402
 from harness.backends.base import SamplingParams  # noqa: E402
 from harness.conventions import ModelConventions  # noqa: E402
+from harness.errors import UsageError  # noqa: E402
 from harness.evaluator import (
     _generate_and_score,  # noqa: E402
     run_eval,  # noqa: E402
@@ -245,7 +246,7 @@ def test_rescoring_rejects_unknown_samples(tmp_path):
     preds.write_text(json.dumps({"sample_id": "999999", "output": "circle"}) + "\n")
     with pytest.raises(KeyError, match="999999"):
         score_predictions("synth_cls_id", preds)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UsageError, match="no predictions file"):
         score_predictions("synth_cls_id", tmp_path / "missing.jsonl")
 
 

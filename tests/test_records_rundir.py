@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness.atomic import read_json, write_json_atomic, write_text_atomic
+from harness.errors import UsageError
 from harness.records import RecordWriter, read_records
 from harness.rundir import ConfigMismatch, RunDir
 
@@ -175,7 +176,7 @@ def test_prepare_mismatch_on_added_or_removed_key(tmp_path):
 def test_prepare_overwrite_wipes(tmp_path):
     run = RunDir(tmp_path / "run")
     run.prepare(IDENTITY, {})
-    run.writer("synth_cls_id").append([{"sample_id": "000000"}])
+    run.writer("synth_cls_id").append([{"sample_id": "000000", "index": 0, "scores": {}}])
     run.write_aggregates([{"task": "x"}])
     assert run.read("synth_cls_id")
     assert run.prepare({**IDENTITY, "seed": 9}, {}, overwrite=True) is False
@@ -188,8 +189,9 @@ def test_records_path_is_safe_for_formats_and_slashes(tmp_path):
     run = RunDir(tmp_path)
     assert run.records_path("synth_cls_id:mc") == tmp_path / "records" / "synth_cls_id@mc.jsonl"
     assert run.records_path("org/task") == tmp_path / "records" / "org_task.jsonl"
-    run.writer("synth_cls_id:mc").append([{"k": 1}])
-    assert run.read("synth_cls_id:mc") == [{"k": 1}]
+    rec = {"sample_id": "000000", "index": 0, "scores": {}}
+    run.writer("synth_cls_id:mc").append([rec])
+    assert run.read("synth_cls_id:mc") == [rec]
     assert run.read("synth_cls_id") == []
 
 
@@ -199,3 +201,10 @@ def test_provenance_and_aggregates_written(tmp_path):
     run.write_aggregates([{"task": "t", "n": 1}])
     assert read_json(tmp_path / "provenance.json") == {"seed": 3}
     assert read_json(tmp_path / "aggregates.json") == [{"task": "t", "n": 1}]
+
+
+def test_run_records_must_be_harness_records(tmp_path):
+    run = RunDir(tmp_path)
+    run.writer("synth_cls_id").append([{"sample_id": "000000", "index": 0, "scores": {}}, {"sample_id": "000001"}])
+    with pytest.raises(UsageError, match=r"synth_cls_id.jsonl:2: not a record .*sample_id, index, scores"):
+        run.read("synth_cls_id")

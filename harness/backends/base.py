@@ -29,6 +29,11 @@ class SamplingParams:
 class Backend(ABC):
     name: str = ""
 
+    @classmethod
+    def check_args(cls, model: str, **model_args) -> None:
+        """Reject a bad model or option before anything is loaded (raise UsageError).
+        Backends override this; the default accepts everything."""
+
     @property
     @abstractmethod
     def conventions(self) -> ModelConventions: ...
@@ -46,3 +51,11 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release resources (engines, servers)."""
+
+
+def check_backend_args(factory, model: str, **model_args) -> None:
+    """Run a registered backend's argument check: a Backend class's ``check_args``, or
+    the one a factory function carries; a plug-in without one is checked when built."""
+    check = getattr(factory, "check_args", None)
+    if check is not None:
+        check(model, **model_args)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,7 @@ from harness.compat.torchvision_cpu import ensure_torchvision
 from harness.conventions import BOX_SPACES, ModelConventions, conventions_for
 from harness.errors import UsageError
 from harness.prompt import Prompt
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+from harness.validation import WEIGHT_SUFFIXES, check_adapter_dir, check_model_dir, check_number
 
 DTYPES = {
     "float32": "float32",
@@ -138,14 +138,9 @@ class HFBackend(Backend):
         batch_size: int | str | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            raise TypeError(f"unknown model_args for backend 'hf': {', '.join(sorted(unknown))}. Valid: {', '.join(self.ARGS)}")
-        if model is None:
-            raise TypeError("backend 'hf' needs model=<model dir, hub name or adapter dir>")
-        if str(dtype) not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        if box_space is not None and box_space not in BOX_SPACES:
-            raise ValueError(f"unknown box_space {box_space!r}; choose one of {BOX_SPACES}")
+        self.check_args(model, dtype=dtype, device=device, threads=threads, adapter=adapter, box_space=box_space,
+                        min_pixels=min_pixels, max_pixels=max_pixels, attn_implementation=attn_implementation,
+                        batch_size=batch_size, **unknown)
 
         ensure_torchvision()  # before transformers: its image utils import torchvision
         import torch
@@ -192,6 +187,48 @@ class HFBackend(Backend):
             _set_pixel_limits(ip, lo, hi)
         self._conventions = self._build_conventions(box_space, lo, hi)
         self._fingerprint: str | None = None
+
+    @classmethod
+    def check_args(cls, model: str | os.PathLike | None, **args: Any) -> None:
+        """Options and model directory, checked without importing torch or transformers."""
+        unknown = sorted(set(args) - set(cls.ARGS))
+        if unknown:
+            raise UsageError(f"unknown --model_args for backend 'hf': {', '.join(unknown)}. Valid: "
+                             f"{', '.join(a for a in cls.ARGS if a != 'model')}")
+        if model is None:
+            raise UsageError("backend 'hf' needs model=<model dir, hub name or adapter dir>")
+        dtype = args.get("dtype")
+        if dtype is not None and str(dtype) not in DTYPES:
+            raise UsageError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        box_space = args.get("box_space")
+        if box_space is not None and box_space not in BOX_SPACES:
+            raise UsageError(f"unknown box_space {box_space!r}; choose one of {', '.join(BOX_SPACES)}")
+        for key in ("threads", "min_pixels", "max_pixels", "batch_size"):
+            value = args.get(key)
+            if value not in (None, ""):
+                check_number(f"model_args {key}", value, minimum=0 if key == "threads" else 1, integer=True)
+        device = args.get("device")
+        if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", str(device)):
+            raise UsageError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or xpu")
+        if str(device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError(f"device={device} but torch {torch.__version__} sees no CUDA GPU; use device=cpu")
+        local = Path(model).expanduser()
+        if (local / "adapter_config.json").is_file():
+            check_adapter_dir(local)
+        elif local.is_dir():
+            check_model_dir(local)
+        elif local.exists():
+            raise UsageError(f"--model {model} is a file; give a model directory")
+        elif os.sep in str(model) or str(model).startswith("."):
+            raise UsageError(f"--model {model}: no such directory")
+        if args.get("adapter") not in (None, ""):
+            adapter = Path(args["adapter"]).expanduser()
+            if not (adapter / "adapter_config.json").is_file():
+                raise UsageError(f"adapter={adapter} is not a PEFT adapter directory (no adapter_config.json)")
+            check_adapter_dir(adapter)
 
     # ----------------------------------------------------------------- loading
     @staticmethod
