@@ -728,6 +728,70 @@ def resolve_tiny(
     return final
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# The weights file of a shipped model, and what a shipped directory must hold to load
+# in AutoProcessor / AutoModelForImageTextToText.
+SHIPPED_WEIGHTS = "model.safetensors"
+SHIPPED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "processor_config.json", SHIPPED_WEIGHTS, INFO_FILE)
+
+
+def export_half(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a built model to ``dst`` with its floating-point weights stored in float16.
+
+    Halves the file (the 2.24 M-parameter default fits in 4.5 MB, small enough to ship
+    inside the package). ``config.json`` keeps float32 as the model's dtype, so loaders
+    upcast on load and compute exactly as with any float32 model. The info file records
+    the recipe key, the hash of the exported weights and of the float32 source. Written
+    to a temporary directory and renamed into place: ``dst`` is never half-written.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src), Path(dst)
+    info = read_info(src)
+    if not info.get("pretrained"):
+        raise ValueError(f"{src} is not a pretrained tiny model (no 'pretrained' in {INFO_FILE})")
+    tensors = load_file(str(src / SHIPPED_WEIGHTS))
+    half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    tmp = dst.with_name(f".{dst.name}.export-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name in SHIPPED_FILES:
+            if name not in (SHIPPED_WEIGHTS, INFO_FILE) and (src / name).exists():
+                shutil.copy2(src / name, tmp / name)
+        for extra in src.glob("*.jinja"):  # the chat template, where transformers saves it apart
+            shutil.copy2(extra, tmp / extra.name)
+        save_file(half, str(tmp / SHIPPED_WEIGHTS), metadata={"format": "pt"})
+        recipe = TinyRecipe(**info["recipe"])
+        info["shipped"] = {
+            "dtype": "float16",
+            "weights_sha256": sha256_file(tmp / SHIPPED_WEIGHTS),
+            "source_weights_sha256": sha256_file(src / SHIPPED_WEIGHTS),
+            "recipe_key": recipe.key(info.get("data_version", "")),
+            "built_on": info.get("name", ""),
+        }
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        if dst.exists():
+            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+            os.rename(dst, old)
+            os.rename(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
 __all__ = [
     "TinyRecipe",
     "TinyData",
@@ -739,6 +803,8 @@ __all__ = [
     "cache_root",
     "tiny_name",
     "read_info",
+    "export_half",
+    "sha256_file",
     "collate",
     "length_groups",
 ]
