@@ -111,7 +111,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     run_path = Path(cfg.output_path or cfg.default_output_path())
     check_output_dir(run_path, overwrite=cfg.overwrite)
     if not cfg.overwrite:  # a mismatch that needs no model is refused before loading one
-        RunDir(run_path).check_identity(cfg.identity())
+        RunDir(run_path).check_identity(cfg.identity(), keys=set(cfg.identity()))
     owns_backend = backend is None
     backend = backend or make_backend(cfg)
     try:
@@ -121,11 +121,15 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         identity = {**cfg.identity(), "model_fingerprint": model_info["fingerprint"], "conventions": conv.to_dict()}
         config = {**asdict(cfg), "tasks": [r.full_name for r in refs], "profile_settings": profile.to_dict(),
                   "conventions": conv.to_dict(), "roles": {r.full_name: r.role for r in refs}}
+        # Records are read (a damaged file refused) before anything in the run is rewritten.
+        if not cfg.overwrite:
+            run.check_identity(identity)
+        done = {t.full_name: set() if cfg.overwrite else {r["sample_id"] for r in run.read(t.full_name, repair=True)}
+                for _, t in tasks}
         resumed = run.prepare(identity, config, overwrite=cfg.overwrite)
         run.write_provenance(provenance.collect(model_info, {t.full_name: t.fingerprint() for _, t in tasks}, cfg.seed))
 
         planned = {t.full_name: min(len(t), cfg.limit) if cfg.limit else len(t) for _, t in tasks}
-        done = {t.full_name: {r["sample_id"] for r in run.read(t.full_name, repair=True)} for _, t in tasks}
         bar = tqdm(total=sum(planned.values()), initial=sum(min(len(d), planned[n]) for n, d in done.items()),
                    disable=not cfg.progress, unit="sample", dynamic_ncols=True)
         for _, task in tasks:

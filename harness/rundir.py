@@ -59,7 +59,7 @@ class RunDir:
         if cfg is None:
             return
         old = cfg.get("identity", {})
-        keys = set(identity) if keys is None else keys
+        keys = set(old) | set(identity) if keys is None else keys
         diff = {k: (old.get(k), identity.get(k)) for k in keys if old.get(k) != identity.get(k)}
         if diff:
             lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
@@ -74,8 +74,7 @@ class RunDir:
             shutil.rmtree(self.path)
         resuming = self.config_path.exists()
         if resuming:
-            old = self.recorded_config().get("identity", {})
-            self.check_identity(identity, keys=set(old) | set(identity))
+            self.check_identity(identity)
         write_json_atomic(self.config_path, {**config, "identity": identity})
         return resuming
 
