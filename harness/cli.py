@@ -258,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the shipped model (harness/models/tiny_qwen2vl) by a float16 export of this build")
     b.add_argument("--no_progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build_tiny)
+
+    from leaderboards.cli import add_parsers  # leaderboard, regress
+
+    add_parsers(sub)
     return p
 
 

@@ -1,0 +1,194 @@
+"""``harness leaderboard`` and ``harness regress``: subcommands added to harness's CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import UsageError
+
+FORMATS = ("md", "csv", "html")
+
+EXAMPLES_LEADERBOARD = """\
+examples:
+  harness leaderboard runs/                         # every run directory below runs/
+  harness leaderboard runs/study --baseline base --ci --cost
+  harness leaderboard runs/a runs/b --output_path reports/ --format md,html
+  harness leaderboard runs/ --metric synth_detect_base=map,synth_detect_novel=map
+
+Rows are model x method x checkpoint, from the "meta" object that train-and-eval writes
+into each run's config.json (label, model, method, checkpoint, seed, cost); a run
+without one is the row "<model> base". Columns: each ID and OOD split's primary
+metric in %, ID/OOD averages (unweighted over splits), deltas in points against the
+baseline row, and a paired significance test of each row against the baseline on the
+samples both runs scored: a sign-flip permutation test (scipy) for per-sample metrics
+and their averages, a paired bootstrap through the task's own corpus_metrics for
+corpus metrics such as mAP. Best value per column bold, second underlined.
+"""
+
+EXAMPLES_REGRESS = """\
+rule:
+  For every task and metric of the baseline the run must have a value, and
+      now >= baseline - allowed
+  where allowed is, most specific first: --tolerance TASK:METRIC=TOL, --tolerance
+  TASK=TOL, --tolerance TOL, else the baseline's 95 % CI (the value may not drop below
+  the baseline's CI lower bound). Tolerances are absolute fractions: 0.02 = 2 points,
+  0 = no drop allowed. Improvements never fail. Missing tasks or metrics fail.
+
+exit codes: 0 pass, 1 regression, 2 bad usage or unreadable files.
+
+examples:
+  harness regress runs/tiny --baseline baselines/tiny.json --write    # create or refresh
+  harness regress runs/tiny --baseline baselines/tiny.json            # check (CI rule)
+  harness regress runs/tiny --baseline baselines/tiny.json --tolerance 0.02
+  harness regress runs/tiny --baseline baselines/tiny.json --tolerance 0 \\
+      --tolerance synth_cls_id:acc=0.05,synth_count_arith:mc=0.1
+"""
+
+
+def _warn(message: str) -> None:
+    print(f"harness: warning: {message}", file=sys.stderr)
+
+
+def _parse_metrics(specs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs or []:
+        for item in (s.strip() for s in spec.split(",")):
+            if not item:
+                continue
+            task, sep, metric = item.rpartition("=")
+            if not sep or not task or not metric:
+                raise UsageError(f"--metric expects TASK=METRIC, got {item!r}")
+            out[task.strip()] = metric.strip()
+    return out
+
+
+def _parse_formats(text: str) -> list[str]:
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    formats = ["md" if f in ("markdown", "md") else f for f in formats]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsageError(f"--format: choose from {', '.join(FORMATS)} (comma-separated), got {text!r}")
+    return list(dict.fromkeys(formats))
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.atomic import write_text_atomic
+    from leaderboards.board import LeaderboardOptions, build
+    from leaderboards.collect import collect
+    from leaderboards.render import RenderOptions, to_csv, to_html, to_markdown
+    from leaderboards.significance import SignificanceSettings
+
+    formats = _parse_formats(args.format or ",".join(FORMATS))
+    if args.resamples < 1 or args.corpus_resamples < 1:
+        raise UsageError("--resamples and --corpus_resamples must be at least 1")
+    if not 0 < args.alpha < 1:
+        raise UsageError("--alpha must be between 0 and 1")
+    collection = collect(args.dirs)
+    for message in collection.warnings:
+        _warn(message)
+    options = LeaderboardOptions(
+        baseline=args.baseline, metrics=_parse_metrics(args.metric), significance=not args.no_tests, alpha=args.alpha,
+        tests=SignificanceSettings(resamples=args.resamples, corpus_resamples=args.corpus_resamples, seed=args.seed),
+    )
+    board = build(collection, options)
+    render = RenderOptions(ci=args.ci, cost=args.cost)
+    renderers = {"md": lambda: to_markdown(board, render), "csv": lambda: to_csv(board, render),
+                 "html": lambda: to_html(board, render, title=args.title)}
+    if args.output_path:
+        out = Path(args.output_path)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--output_path {out} is a file; give a directory")
+        for fmt in formats:
+            write_text_atomic(out / f"leaderboard.{fmt}", renderers[fmt]())
+        print(renderers["md"]())
+        print("wrote " + ", ".join(str(out / f"leaderboard.{fmt}") for fmt in formats))
+    else:
+        # without files to write, the one format asked for goes to stdout (markdown by default)
+        print(renderers[formats[0] if args.format else "md"](), end="")
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from leaderboards.regress import (
+        baseline_from_run,
+        compare,
+        open_run,
+        parse_tolerances,
+        read_baseline,
+        render_report,
+        write_baseline,
+    )
+
+    run = open_run(args.run)
+    if args.write:
+        path = Path(args.baseline)
+        if path.exists():
+            try:
+                old = read_baseline(path)
+                print(f"against the previous baseline {path}:")
+                print(render_report(compare(old, run, parse_tolerances(args.tolerance, old))))
+            except UsageError as exc:
+                _warn(f"replacing an unusable baseline: {exc}")
+        new = baseline_from_run(run, args.run)
+        write_baseline(path, new)
+        n_metrics = sum(len(t["metrics"]) for t in new["tasks"].values())
+        print(f"wrote baseline {path}: {len(new['tasks'])} tasks, {n_metrics} metrics from {args.run}")
+        return 0
+    baseline = read_baseline(args.baseline)
+    report = compare(baseline, run, parse_tolerances(args.tolerance, baseline))
+    print(render_report(report))
+    return 0 if report.passed else 1
+
+
+def _debug_flag(parser: argparse.ArgumentParser) -> None:
+    # as harness's other subcommands take it; SUPPRESS leaves `harness --debug leaderboard` alone
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+
+
+def add_parsers(sub) -> None:
+    """Add ``leaderboard`` and ``regress`` to harness's subcommands."""
+    lb = sub.add_parser(
+        "leaderboard", help="compare runs: ID/OOD scores, averages, deltas, significance (md, csv, html)",
+        description="A leaderboard over run directories (the source of truth; no numbers are copied).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES_LEADERBOARD)
+    lb.add_argument("dirs", nargs="+", metavar="DIR",
+                    help="a run directory, or a directory searched recursively for run directories")
+    lb.add_argument("--baseline", default=None, metavar="ROW",
+                    help="the baseline row: its label, or a method name that only one row has "
+                         "(default: the first row with method 'base'; none: no deltas or tests)")
+    lb.add_argument("--format", default=None,
+                    help="with --output_path: the files to write, comma-separated from md, csv, html (default: all); "
+                         "without: the format printed (the first one given)")
+    lb.add_argument("--output_path", default=None, help="directory for leaderboard.md / .csv / .html")
+    lb.add_argument("--ci", action="store_true", help="show 95%% bootstrap CIs in the split cells")
+    lb.add_argument("--cost", action="store_true", help="add cost columns (wall time, generated tokens, optimizer "
+                    "steps) from each run's meta.cost")
+    lb.add_argument("--metric", action="append", default=None, metavar="TASK=METRIC",
+                    help="show METRIC for TASK instead of its primary metric (repeatable or comma-separated)")
+    lb.add_argument("--alpha", type=float, default=0.05, help="significance level of the † marker (default 0.05)")
+    lb.add_argument("--resamples", type=int, default=9999,
+                    help="sign-flip test resamples (exact when 2^k is fewer; default 9999)")
+    lb.add_argument("--corpus_resamples", type=int, default=200,
+                    help="paired bootstrap resamples for corpus metrics such as mAP (default 200)")
+    lb.add_argument("--seed", type=int, default=0, help="seed of the tests' resampling (default 0)")
+    lb.add_argument("--no_tests", action="store_true", help="skip the significance tests (no records are read)")
+    lb.add_argument("--title", default="Leaderboard", help="title of the HTML page")
+    lb.set_defaults(func=cmd_leaderboard)
+    _debug_flag(lb)
+
+    rg = sub.add_parser(
+        "regress", help="check a run against a committed baseline; exit 1 on a regression",
+        description="Compare a run's aggregates with a baseline file and fail (exit 1), with a report, when a metric "
+                    "drops beyond its allowed drop. --write creates or refreshes the baseline from the run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES_REGRESS)
+    rg.add_argument("run", metavar="RUN", help="a run directory (config.json + aggregates.json)")
+    rg.add_argument("--baseline", required=True, metavar="FILE", help="the baseline JSON file")
+    rg.add_argument("--tolerance", action="append", default=None, metavar="TOL|TASK=TOL|TASK:METRIC=TOL",
+                    help="allowed absolute drop as a fraction (0.02 = 2 points; 0 = none); repeatable or "
+                         "comma-separated; default: the baseline's 95%% CI lower bound")
+    rg.add_argument("--write", action="store_true", help="write (or refresh) the baseline from RUN, atomically")
+    rg.set_defaults(func=cmd_regress)
+    _debug_flag(rg)

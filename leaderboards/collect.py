@@ -1,0 +1,174 @@
+"""Finding run directories and reading them into rows.
+
+The run directories are the source of truth: this module reads ``config.json`` and
+``aggregates.json`` (and, for significance tests, ``records/``) and keeps no copy of
+any number. A run's row identity comes from the optional ``meta`` object that
+``train-and-eval`` writes into its config::
+
+    "meta": {"label": "qwen sft@500", "model": "qwen", "method": "sft", "checkpoint": 500,
+             "seed": 0, "cost": {"wall_s": 812.5, "generated_tokens": 120000, "optimizer_steps": 500}}
+
+Every key is optional; without them a run is ``model = config["model"]``,
+``method = "base"``, ``checkpoint = "-"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import read_json
+from harness.errors import UsageError
+
+COST_KEYS = ("wall_s", "generated_tokens", "optimizer_steps")
+
+
+@dataclass
+class RunSummary:
+    """One run directory, as one leaderboard row."""
+
+    path: Path
+    label: str
+    model: str
+    method: str
+    checkpoint: int | str
+    seed: int | None
+    cost: dict[str, float]
+    config: dict[str, Any]
+    aggregates: dict[str, dict[str, Any]]  # task full name -> its aggregate
+
+    def role(self, task: str) -> str:
+        return self.config.get("roles", {}).get(task) or self.aggregates[task].get("role", "id")
+
+    def metric(self, task: str, metric: str) -> dict[str, Any] | None:
+        """{"value": ..., "ci": [lo, hi]} or None when the run lacks the task or metric."""
+        agg = self.aggregates.get(task)
+        return None if agg is None else agg.get("metrics", {}).get(metric)
+
+
+@dataclass
+class Collection:
+    runs: list[RunSummary]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "aggregates.json").is_file()
+
+
+def _looks_like_unfinished_run(path: Path) -> bool:
+    # A config.json alone may belong to something else (a trainer's output); an eval run
+    # also has records/ or provenance.json from its first batch on.
+    return (path / "config.json").is_file() and ((path / "records").is_dir() or (path / "provenance.json").is_file())
+
+
+def find_run_dirs(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
+    """Run directories named by ``paths`` or found below them (sorted), and warnings."""
+    found: list[Path] = []
+    warnings: list[str] = []
+    for given in paths:
+        root = Path(given)
+        if not root.is_dir():
+            raise UsageError(f"{root} is not a directory")
+        if is_run_dir(root):
+            found.append(root)
+            continue
+        before = len(found)
+        for config in sorted(root.rglob("config.json")):
+            d = config.parent
+            if is_run_dir(d):
+                found.append(d)
+            elif _looks_like_unfinished_run(d):
+                warnings.append(f"{d}: no aggregates.json (unfinished run?), skipped")
+        if len(found) == before:
+            warnings.append(f"{root}: no run directories (config.json + aggregates.json) found")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique, warnings
+
+
+def _checkpoint(value: Any) -> int | str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        return int(value)
+    text = str(value)
+    return int(text) if text.isdigit() else text
+
+
+def load_run(path: Path) -> RunSummary:
+    config = _read(path / "config.json")
+    aggregates = _read(path / "aggregates.json")
+    if not isinstance(config, dict) or not isinstance(aggregates, list):
+        raise UsageError(f"{path}: config.json must be an object and aggregates.json a list")
+    meta = config.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise UsageError(f"{path / 'config.json'}: 'meta' must be an object")
+    cost = meta.get("cost") or {}
+    return RunSummary(
+        path=path,
+        label=str(meta["label"]) if meta.get("label") else "",
+        model=str(meta.get("model") or config.get("model") or path.name),
+        method=str(meta.get("method") or "base"),
+        checkpoint=_checkpoint(meta.get("checkpoint")),
+        seed=meta.get("seed"),
+        cost={k: cost[k] for k in COST_KEYS if cost.get(k) is not None},
+        config=config,
+        aggregates={a["task"]: a for a in aggregates},
+    )
+
+
+def _default_label(run: RunSummary) -> str:
+    return f"{run.model} {run.method}" + ("" if run.checkpoint == "-" else f"@{run.checkpoint}")
+
+
+def _assign_labels(runs: list[RunSummary]) -> None:
+    """Labels name rows (and --baseline), so they must be unique: the default label
+    gains the seed, then the directory name, where that is what tells rows apart."""
+    for run in runs:
+        run.label = run.label or _default_label(run)
+    for extra in (lambda r: f" seed{r.seed}" if r.seed is not None else "", lambda r: f" ({r.path.name})"):
+        counts: dict[str, int] = {}
+        for run in runs:
+            counts[run.label] = counts.get(run.label, 0) + 1
+        for run in runs:
+            if counts[run.label] > 1:
+                run.label += extra(run)
+    seen: dict[str, int] = {}
+    for run in runs:  # same directory name under different parents: number them
+        seen[run.label] = seen.get(run.label, 0) + 1
+        if seen[run.label] > 1:
+            run.label += f" #{seen[run.label]}"
+
+
+def _order_key(run: RunSummary, models: list[str], methods: list[str]) -> tuple:
+    ckpt = run.checkpoint
+    # base model first ("-"), then training steps in order, "final" (or any name) last
+    ckpt_key = (0, 0, "") if ckpt == "-" else (1, ckpt, "") if isinstance(ckpt, int) else (2, 0, str(ckpt))
+    method_rank = 0 if run.method == "base" else 1 + methods.index(run.method)
+    return (models.index(run.model), method_rank, ckpt_key, run.seed if run.seed is not None else -1)
+
+
+def collect(paths: list[str | Path]) -> Collection:
+    """Rows of every run under ``paths``: grouped by model (in order of appearance), the
+    base method first, then each method's checkpoints by step."""
+    dirs, warnings = find_run_dirs(paths)
+    if not dirs:
+        raise UsageError("no run directories found in " + ", ".join(str(p) for p in paths))
+    runs = [load_run(d) for d in dirs]
+    models = list(dict.fromkeys(r.model for r in runs))
+    methods = list(dict.fromkeys(r.method for r in runs))
+    runs.sort(key=lambda r: _order_key(r, models, methods))
+    _assign_labels(runs)
+    return Collection(runs, warnings)
