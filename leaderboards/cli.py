@@ -75,9 +75,9 @@ def _parse_formats(text: str) -> list[str]:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness.atomic import write_text_atomic
-    from leaderboards.board import LeaderboardOptions, build
-    from leaderboards.collect import collect
-    from leaderboards.render import RenderOptions, to_csv, to_html, to_markdown
+    from leaderboards.board import LeaderboardOptions
+    from leaderboards.render import RenderOptions
+    from leaderboards.report import leaderboard_texts
     from leaderboards.significance import SignificanceSettings
 
     formats = _parse_formats(args.format or ",".join(FORMATS))
@@ -85,28 +85,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise UsageError("--resamples and --corpus_resamples must be at least 1")
     if not 0 < args.alpha < 1:
         raise UsageError("--alpha must be between 0 and 1")
-    collection = collect(args.dirs)
-    for message in collection.warnings:
-        _warn(message)
     options = LeaderboardOptions(
         baseline=args.baseline, metrics=_parse_metrics(args.metric), significance=not args.no_tests, alpha=args.alpha,
         tests=SignificanceSettings(resamples=args.resamples, corpus_resamples=args.corpus_resamples, seed=args.seed),
     )
-    board = build(collection, options)
-    render = RenderOptions(ci=args.ci, cost=args.cost)
-    renderers = {"md": lambda: to_markdown(board, render), "csv": lambda: to_csv(board, render),
-                 "html": lambda: to_html(board, render, title=args.title)}
+    texts = leaderboard_texts(args.dirs, options, RenderOptions(ci=args.ci, cost=args.cost),
+                              formats=set(formats) | {"md"}, title=args.title, warn=_warn)
     if args.output_path:
         out = Path(args.output_path)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--output_path {out} is a file; give a directory")
         for fmt in formats:
-            write_text_atomic(out / f"leaderboard.{fmt}", renderers[fmt]())
-        print(renderers["md"]())
+            write_text_atomic(out / f"leaderboard.{fmt}", texts[fmt])
+        print(texts["md"])
         print("wrote " + ", ".join(str(out / f"leaderboard.{fmt}") for fmt in formats))
     else:
         # without files to write, the one format asked for goes to stdout (markdown by default)
-        print(renderers[formats[0] if args.format else "md"](), end="")
+        print(texts[formats[0] if args.format else "md"], end="")
     return 0
 
 
