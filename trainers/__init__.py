@@ -1,3 +1,26 @@
-"""Trainer plug-ins (SFT, GRPO, Curr-RL, DC-SFT) register here; see trainers/base.py."""
+"""Trainer plug-ins: SFT and GRPO on TRL; see trainers/base.py for the contract.
 
-import trainers.base  # noqa: F401
+``get_trainer(name)`` returns a trainer instance from ``harness.registry.TRAINERS``
+(built-ins register here; third parties through the ``harness.trainers`` entry-point
+group, whose objects are Trainer subclasses); ``load_config`` builds its config.
+"""
+
+from __future__ import annotations
+
+from harness.registry import TRAINERS
+from trainers.base import Checkpoint, Trainer, TrainerConfig
+from trainers.config import build_config, load_config
+from trainers.grpo import GRPOTrainer, GRPOTrainerConfig
+from trainers.sft import SFTTrainer, SFTTrainerConfig
+
+TRAINERS.register("sft", SFTTrainer)
+TRAINERS.register("grpo", GRPOTrainer)
+
+
+def get_trainer(name: str) -> Trainer:
+    """An instance of the registered trainer ``name`` (UnknownName lists the known ones)."""
+    return TRAINERS.get(name)()
+
+
+__all__ = ["Checkpoint", "GRPOTrainer", "GRPOTrainerConfig", "SFTTrainer", "SFTTrainerConfig", "Trainer",
+           "TrainerConfig", "build_config", "get_trainer", "load_config"]

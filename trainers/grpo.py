@@ -1,0 +1,135 @@
+"""GRPO: G sampled completions per prompt, group-normalised advantages, clipped ratio, KL to the base.
+
+Prompts are the evaluator's (``Task.prompt``, conversational, image placeholders
+filled by TRL with the row's images), optionally followed by the ``<think>/<answer>``
+instruction (``format_prompt``). Rewards: the task's own scorer and a format reward
+(trainers/rewards.py), weighted by ``task_weight`` and ``format_weight``; TRL logs
+each per step (mean and std). One generation per optimizer step
+(``steps_per_generation`` 1), so TRL's ``loss`` is ~0 by construction when
+``num_iterations`` is 1: watch ``reward``, ``grad_norm`` and ``frac_reward_zero_std``.
+
+Defaults ("tiny" preset) are the recipe that moved the embedded tiny model
+(MEASURED.md: LoRA r16 all-linear, lr 5e-4, G 4, 8 prompts per step, T 1.0, beta 0,
+loss "dapo", rewards scaled per group). ``format_weight`` defaults to 0 and
+``format_prompt`` to off: the tiny model never saw tags in pretraining and never
+writes them, so a format reward would be a constant 0 with no gradient; the paper
+presets turn both on. ``max_completion_length`` null means the train task's own
+``max_new_tokens`` (what the evaluator allows), so box answers are not cut.
+
+Paper presets (keys they state; everything else keeps the tiny defaults):
+
+- ``dc-sft``: DC-SFT's GRPO baseline (Sec. 4.2-4.3): LoRA r 32 / alpha 64, lr 1e-5,
+  G 8, T 0.9, top-p 1.0, beta 0.04, 128 completions (16 prompts x 8) per step,
+  cosine schedule, warm-up ratio 0.1.
+- ``visual-rft``: Visual-RFT's reward, accuracy + format (Sec. 3.2.1) with its
+  ``<think>/<answer>`` instruction; its other hyper-parameters are not in the paper.
+- ``curr-reft``: Curr-ReFT (Sec. 4): lr 2e-5 for GRPO, batch 8, rewards with format
+  compliance.
+- ``trl``: TRL 1.16's GRPOConfig defaults: lr 1e-6, G 8, T 1.0, beta 0.0 (older TRL
+  versions defaulted to 0.04, the value DC-SFT uses), epsilon 0.2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import UsageError
+from harness.protocol import get_profile
+from trainers.base import TrainerConfig
+from trainers.rewards import FORMAT_INSTRUCTION, TaskReward, format_reward
+from trainers.rows import Row, images_of, with_instruction
+from trainers.trl_run import RunContext, TRLTrainer, check_common, lora_config
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+@dataclass
+class GRPOTrainerConfig(TrainerConfig):
+    learning_rate: float = 5e-4
+    #: prompts per optimizer step; each is sampled num_generations times
+    batch_size: int = 8
+    #: G, completions per prompt
+    num_generations: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    #: KL coefficient to the base model (0: no reference model is loaded, no kl logged)
+    beta: float = 0.0
+    #: clip range of the ratio (epsilon_high: upper bound, DAPO's clip-higher; null = epsilon)
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    #: tokens per completion; null: the train task's max_new_tokens
+    max_completion_length: int | None = None
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    #: optimisation passes over each generation batch (mu in the GRPO paper)
+    num_iterations: int = 1
+    task_weight: float = 1.0
+    format_weight: float = 0.0
+    #: append the <think>/<answer> instruction to every prompt
+    format_prompt: bool = False
+    #: protocol profile the task reward is scored under (harness.protocol)
+    profile: str = "strict"
+
+    def validate(self) -> None:
+        check_common(self)
+        if self.num_generations < 2:
+            raise UsageError(f"num_generations must be >= 2 (advantages are relative to the group), got "
+                             f"{self.num_generations}")
+        if self.temperature <= 0:
+            raise UsageError(f"temperature must be > 0 (GRPO samples), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
+        for key in ("beta", "epsilon", "task_weight", "format_weight"):
+            if getattr(self, key) < 0:
+                raise UsageError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.task_weight == 0 and self.format_weight == 0:
+            raise UsageError("task_weight and format_weight are both 0: nothing to optimise")
+        if self.epsilon_high is not None and self.epsilon_high < self.epsilon:
+            raise UsageError(f"epsilon_high ({self.epsilon_high}) must be >= epsilon ({self.epsilon})")
+        if self.max_completion_length is not None and self.max_completion_length <= 0:
+            raise UsageError(f"max_completion_length must be > 0 or null, got {self.max_completion_length}")
+        if self.loss_type not in LOSS_TYPES:
+            raise UsageError(f"loss_type {self.loss_type!r} unknown; choose one of {', '.join(LOSS_TYPES)}")
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise UsageError(f"scale_rewards {self.scale_rewards!r} unknown; choose one of {', '.join(SCALE_REWARDS)}")
+        if self.num_iterations < 1:
+            raise UsageError(f"num_iterations must be >= 1, got {self.num_iterations}")
+        get_profile(self.profile)  # UnknownName lists the profiles
+
+
+class GRPOTrainer(TRLTrainer):
+    name = "grpo"
+    config_class = GRPOTrainerConfig
+    presets = {
+        "tiny": {},
+        "dc-sft": {"lora": True, "lora_r": 32, "lora_alpha": 64, "learning_rate": 1e-5, "num_generations": 8,
+                   "temperature": 0.9, "top_p": 1.0, "beta": 0.04, "batch_size": 16,
+                   "lr_scheduler_type": "cosine", "warmup_ratio": 0.1},
+        "visual-rft": {"format_prompt": True, "format_weight": 1.0, "task_weight": 1.0},
+        "curr-reft": {"learning_rate": 2e-5, "batch_size": 8, "format_prompt": True, "format_weight": 1.0},
+        "trl": {"learning_rate": 1e-6, "num_generations": 8, "temperature": 1.0, "beta": 0.0, "epsilon": 0.2},
+    }
+
+    def make_row(self, row: Row, ctx: RunContext) -> dict[str, Any]:
+        prompt = row.task.prompt(row.sample, ctx.conv)
+        prompt = with_instruction(prompt, FORMAT_INSTRUCTION if ctx.config.format_prompt else None)
+        return {"prompt": prompt.messages(), "images": images_of(row.sample), "row": row.index}
+
+    def build(self, model: Any, dataset: Any, args: dict[str, Any], ctx: RunContext) -> Any:
+        from trl import GRPOConfig
+        from trl import GRPOTrainer as TRLGRPOTrainer
+
+        c: GRPOTrainerConfig = ctx.config
+        max_len = c.max_completion_length or max(t.max_new_tokens for t in ctx.rows.tasks)
+        trl_args = GRPOConfig(
+            **args, per_device_train_batch_size=c.batch_size * c.num_generations, num_generations=c.num_generations,
+            temperature=c.temperature, top_p=c.top_p, top_k=0, beta=c.beta, epsilon=c.epsilon,
+            epsilon_high=c.epsilon_high, max_completion_length=max_len, loss_type=c.loss_type,
+            scale_rewards=c.scale_rewards, num_iterations=c.num_iterations,
+            reward_weights=[c.task_weight, c.format_weight],
+        )
+        rewards = [TaskReward(ctx.rows, ctx.conv, get_profile(c.profile), ctx.meter), format_reward]
+        return TRLGRPOTrainer(model=model, args=trl_args, train_dataset=dataset, processing_class=ctx.processor,
+                              reward_funcs=rewards, peft_config=lora_config(c))

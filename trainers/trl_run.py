@@ -1,0 +1,202 @@
+"""What SFT and GRPO share: one TRL run from checks to plots, resumable.
+
+Why TRL: its SFTTrainer/GRPOTrainer already do batching, vision collation,
+sampling, group-normalised advantages, clipping, KL to a reference, PEFT
+wrapping and (through transformers' Trainer) checkpoints with optimizer,
+scheduler and RNG state and exact resume. We add the data (the task's prompts
+and targets), the rewards (``Task.reward``), checkpoints the evaluator loads,
+the log and the cost accounting. On CPU it ran the tiny Qwen2-VL at the speeds
+in MEASURED.md, so nothing home-made was needed.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.conventions import ModelConventions
+from harness.errors import HarnessError, UsageError
+from harness.suite import Suite
+from trainers.base import Checkpoint, OnCheckpoint, Trainer, TrainerConfig
+from trainers.rows import Row, TrainRows, model_conventions
+from trainers.run_dir import (
+    DISK_FULL,
+    complete_checkpoints,
+    disk_full_error,
+    prepare_run,
+    publish,
+    resume_point,
+)
+from trainers.train_log import LOG_FILE, CostMeter, truncate_log
+
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_common(c: TrainerConfig) -> None:
+    """Value checks every trainer shares (types were checked when the config was built)."""
+    positive = ("max_steps", "batch_size", "save_steps", "logging_steps", "threads", "lora_r", "lora_alpha")
+    for key in positive:
+        if getattr(c, key) <= 0:
+            raise UsageError(f"{key} must be > 0, got {getattr(c, key)}")
+    if c.learning_rate <= 0:
+        raise UsageError(f"learning_rate must be > 0, got {c.learning_rate}")
+    if not 0 <= c.warmup_ratio < 1:
+        raise UsageError(f"warmup_ratio must be in [0, 1), got {c.warmup_ratio}")
+    if not 0 <= c.lora_dropout < 1:
+        raise UsageError(f"lora_dropout must be in [0, 1), got {c.lora_dropout}")
+    if c.dtype not in DTYPES:
+        raise UsageError(f"dtype {c.dtype!r} unknown; choose one of {', '.join(DTYPES)}")
+    if c.device not in DEVICES:
+        raise UsageError(f"device {c.device!r} unknown; choose one of {', '.join(DEVICES)}")
+    schedulers = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+    if c.lr_scheduler_type not in schedulers:
+        raise UsageError(f"lr_scheduler_type {c.lr_scheduler_type!r} unknown; choose one of {', '.join(schedulers)}")
+
+
+def check_model_dir(model_dir: str) -> Path:
+    path = Path(model_dir).expanduser()
+    if not (path / "config.json").is_file():
+        hint = (" (a LoRA checkpoint: train from its base model, or merge it first)"
+                if (path / "adapter_config.json").is_file() else "")
+        raise UsageError(f"model {model_dir!r} is not a model directory with config.json{hint}")
+    return path.resolve()
+
+
+@dataclass
+class RunContext:
+    """What a trainer's row builder and TRL set-up need."""
+
+    config: Any
+    suite: Suite
+    model_dir: Path
+    processor: Any
+    conv: ModelConventions
+    rows: TrainRows
+    meter: CostMeter
+    #: per-run values a trainer computes once (e.g. chat-template pieces)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+class TRLTrainer(Trainer):
+    """A trainer that runs one TRL trainer class over the suite's train split."""
+
+    #: preset name -> option values (documented in each trainer's module)
+    presets: dict[str, dict[str, Any]] = {}
+
+    @abstractmethod
+    def make_row(self, row: Row, ctx: RunContext) -> dict[str, Any]:
+        """One dataset item for TRL (built when TRL reads it)."""
+
+    @abstractmethod
+    def build(self, model: Any, dataset: Any, args: dict[str, Any], ctx: RunContext) -> Any:
+        """The TRL trainer, given the model, the dataset and the shared TrainingArguments values."""
+
+    def rows_per_step(self, config: Any) -> int:
+        return config.batch_size
+
+    def identity(self, model_dir: Path, suite: Suite, config: Any) -> dict[str, Any]:
+        return {"trainer": self.name, "model": str(model_dir), "suite": suite.name, "train_split": suite.train,
+                "config": config.identity()}
+
+    def train(self, model_dir: str, suite: Suite | str, config: TrainerConfig,
+              on_checkpoint: OnCheckpoint | None = None) -> list[Checkpoint]:
+        suite = self.check(suite, config)
+        model_path = check_model_dir(model_dir)
+        out = Path(config.output_dir).expanduser().resolve()
+        prepare_run(out, self.identity(model_path, suite, config))
+        existing = complete_checkpoints(out)
+        if existing and existing[-1].step >= config.max_steps:
+            return existing  # finished: nothing to load
+        resume_dir = resume_point(out, existing)
+        meter = CostMeter.from_dict(existing[-1].cost) if existing else CostMeter()
+        truncate_log(out / LOG_FILE, existing[-1].step if existing else 0)
+
+        import torch
+
+        from harness.compat.torchvision_cpu import ensure_torchvision
+
+        ensure_torchvision()
+        from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+
+        torch.set_num_threads(config.threads)
+        processor = AutoProcessor.from_pretrained(str(model_path))
+        conv = model_conventions(model_path, processor)
+        rows = TrainRows(suite, config.formats, config.max_steps * self.rows_per_step(config), config.seed,
+                         config.shuffle)
+        ctx = RunContext(config, suite, model_path, processor, conv, rows, meter)
+        dataset = rows.dataset(lambda row: self.make_row(row, ctx))
+
+        # PEFT initialises adapters from the global RNG: seed before the model exists.
+        set_seed(config.seed)
+        model = AutoModelForImageTextToText.from_pretrained(str(model_path), dtype=getattr(torch, config.dtype))
+        use_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+        if config.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("device cuda: no CUDA device is available; use device=cpu or auto")
+        args = dict(
+            output_dir=str(out), max_steps=config.max_steps, learning_rate=config.learning_rate,
+            lr_scheduler_type=config.lr_scheduler_type, warmup_steps=config.warmup_ratio,
+            weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+            logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
+            seed=config.seed, data_seed=config.seed, use_cpu=use_cpu,
+            bf16=config.dtype == "bfloat16", fp16=config.dtype == "float16",
+            gradient_checkpointing=False, remove_unused_columns=False, report_to=[],
+            disable_tqdm=True, dataloader_num_workers=0, shuffle_dataset=False,
+        )
+        trl_trainer = self.build(model, dataset, args, ctx)
+
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        from trainers.callbacks import HarnessCallback, NamedProgress
+
+        trl_trainer.remove_callback(PrinterCallback)
+        trl_trainer.remove_callback(ProgressCallback)
+        if config.progress:
+            trl_trainer.add_callback(NamedProgress(self.name))
+
+        def publish_step(trl_dir: Path, step: int, cost: dict, metrics: dict, final: bool) -> Checkpoint:
+            info = {"trainer": self.name, "cost": cost, "metrics": metrics, "final": final,
+                    "base_model": str(model_path), "suite": suite.name, "config": config.to_dict()}
+            return publish(out, trl_dir, step, info)
+
+        hook = HarnessCallback(out, self.rows_per_step(config), meter, publish_step, on_checkpoint,
+                               self.counters(trl_trainer))
+        trl_trainer.add_callback(hook)
+        try:
+            trl_trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise disk_full_error(out, exc, complete_checkpoints(out)) from exc
+            raise
+        except RuntimeError as exc:
+            if resume_dir is not None and "checkpoint" in str(exc).lower():
+                raise HarnessError(f"cannot resume from {resume_dir}: {exc}") from exc
+            raise
+        self.after_train(out)
+        return complete_checkpoints(out)
+
+    def counters(self, trl_trainer: Any):
+        """A function returning extra cumulative counts for the cost record, or None."""
+        return None
+
+    def after_train(self, out: Path) -> None:
+        from trainers.plots import plot_training
+        from trainers.train_log import read_log
+
+        rows = read_log(out / LOG_FILE)
+        if rows:
+            plot_training(rows, out / "plots", title=self.name)
+
+
+def lora_config(config: TrainerConfig):
+    if not config.lora:
+        return None
+    from peft import LoraConfig
+
+    targets: Any = config.lora_target_modules
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
