@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import bootstrap_ci, bootstrap_mean_ci
+from harness.stats import Resample, bootstrap_ci, bootstrap_mean_ci
 
 VALUES = [float(v) for v in np.random.default_rng(123).integers(0, 2, size=200)]  # a 0/1 accuracy vector
 
@@ -91,3 +91,29 @@ def test_bootstrap_ci_calls_the_statistic_on_resamples_of_the_items():
 def test_bootstrap_ci_empty_is_nan():
     lo, hi = bootstrap_ci([], lambda xs: 1.0)
     assert math.isnan(lo) and math.isnan(hi)
+
+
+@pytest.mark.parametrize("size", [1, 2, 333, 4999])
+def test_mean_ci_does_not_depend_on_the_chunk_budget(monkeypatch, size):
+    # The budget bounds memory; numpy's integer stream is the same however it is split into calls.
+    import harness.stats
+
+    x = np.random.default_rng(size).random(size)
+    expected = bootstrap_mean_ci(x, n_boot=300, seed=9)
+    for budget in (1, size + 1, 7 * size - 3, 10**9):
+        monkeypatch.setattr(harness.stats, "_CHUNK_ELEMENTS", budget)
+        assert bootstrap_mean_ci(x, n_boot=300, seed=9) == expected
+
+
+def test_bootstrap_ci_hands_the_statistic_resamples_that_know_their_origin():
+    items = [{"i": i} for i in range(20)]
+    seen = []
+    bootstrap_ci(items, lambda xs: seen.append(xs) or 0.0, n_boot=5, seed=1)
+    rng = np.random.default_rng(1)
+    for xs in seen:
+        idx = rng.integers(0, len(items), size=len(items))
+        assert isinstance(xs, Resample) and xs.base is items and list(xs.indices) == list(idx)
+        assert all(a is items[i] for a, i in zip(xs, idx)) and xs.intact()
+    assert len({id(xs.cache) for xs in seen}) == 1  # one cache per bootstrap
+    seen[0][0] = {"i": -1}
+    assert not seen[0].intact()
