@@ -8,12 +8,15 @@ aggregates exactly.
 from __future__ import annotations
 
 import math
-from typing import Any
+from array import array
+from typing import Any, Iterable
+
+import numpy as np
 
 from harness.conventions import ModelConventions
 from harness.protocol import ProtocolProfile
 from harness.sample import Sample
-from harness.stats import bootstrap_ci, bootstrap_mean_ci
+from harness.stats import Resample, bootstrap_ci, bootstrap_mean_ci
 from harness.task import Task
 
 
@@ -47,24 +50,45 @@ def score_output(task: Task, sample: Sample, index: int, output: str | list[str]
     return rec
 
 
-def aggregate(task: Task, records: list[dict[str, Any]], profile: ProtocolProfile, role: str | None = None,
+def aggregate(task: Task, records: Iterable[dict[str, Any]], profile: ProtocolProfile, role: str | None = None,
               n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Means of per-sample metrics with bootstrap CIs, plus corpus metrics.
 
     Records are ordered by their position in the split first, so the result does not
-    depend on the order in which a (resumed) run wrote them.
+    depend on the order in which a (resumed) run wrote them. ``records`` may be a
+    stream: only each record's index, scores and failure flag are kept, unless the
+    task has corpus metrics, which need the whole records.
     """
-    recs = sorted(records, key=lambda r: r["index"])
+    keep = task.fmt == "open" and type(task).corpus_metrics is not Task.corpus_metrics
+    index, failures, kept = array("q"), 0, []
+    values: dict[str, array] = {m: array("d") for m in task.metrics}
+    for r in records:
+        index.append(r["index"])
+        for m, column in values.items():
+            column.append(float(r["scores"][m]))
+        failures += bool(r.get("failure"))
+        if keep:
+            kept.append(r)
+    order = np.argsort(np.frombuffer(index, dtype=np.int64) if index else np.zeros(0, np.int64), kind="stable")
+    n = len(order)
     metrics: dict[str, dict[str, Any]] = {}
-    for m in task.metrics:
-        values = [float(r["scores"][m]) for r in recs]
-        lo, hi = bootstrap_mean_ci(values, n_boot=n_boot, seed=seed)
-        metrics[m] = {"value": sum(values) / len(values) if values else math.nan, "ci": [lo, hi]}
-    if task.fmt == "open" and recs:
-        corpus = task.corpus_metrics(recs, profile)
+    for m, column in values.items():
+        x = np.frombuffer(column, dtype=np.float64)[order] if n else np.zeros(0)
+        lo, hi = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed)
+        # sum() over Python floats in index order: the mean's exact value does not
+        # depend on how the records were read
+        metrics[m] = {"value": sum(x.tolist()) / n if n else math.nan, "ci": [lo, hi]}
+    if keep and kept:
+        recs = [kept[i] for i in order.tolist()]
+        del kept
+        # The point estimate is the identity resample: what a statistic prepares for it
+        # (detection AP: the per-image matching) serves every bootstrap resample too.
+        everything = Resample.identity(recs)
+        corpus = task.corpus_metrics(everything, profile)
         if corpus:
             # one resampling pass for all corpus metrics; capped: each resample reruns them
-            cis = bootstrap_ci(recs, lambda items: task.corpus_metrics(items, profile), n_boot=min(n_boot, 100), seed=seed)
+            cis = bootstrap_ci(recs, lambda items: task.corpus_metrics(items, profile), n_boot=min(n_boot, 100), seed=seed,
+                               cache=everything.cache)
             for name, value in corpus.items():
                 metrics[name] = {"value": value, "ci": list(cis[name])}
     return {
@@ -72,8 +96,8 @@ def aggregate(task: Task, records: list[dict[str, Any]], profile: ProtocolProfil
         "role": role or task.role,
         "family": task.family,
         "primary_metric": task.primary_metric,
-        "n": len(recs),
-        "parse_failures": sum(1 for r in recs if r.get("failure")),
+        "n": n,
+        "parse_failures": failures,
         "metrics": metrics,
         "profile": profile.name,
     }
