@@ -158,3 +158,40 @@ def test_plots_write_pngs(tmp_path):
                                                   ("synth_cls_clutter", "ood", 0.3))]
     png = plot_eval_curves(evals, tmp_path / "evals.png", metric_label="acc")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sft_rows_are_the_evaluators_prompt_and_the_target_then_end_of_turn(tmp_path):
+    """The prompt SFT trains on is byte-identical to the hf backend's; the loss covers exactly the
+    target's tokens and <|im_end|> (not the template's newline after it)."""
+    from harness.backends.hf import HFBackend
+    from harness.models.tiny import build_untrained
+
+    try:
+        from tiny_fixtures import SMALL
+    except ImportError:  # pragma: no cover
+        from tests.tiny_fixtures import SMALL
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from trainers.rows import model_conventions
+    from trainers.sft import SFTTrainer
+    from trainers.trl_run import RunContext
+
+    task = make_task("synth_count_train", "mc")
+    samples = [s for _, s in zip(range(3), task.samples())]
+    model_dir = build_untrained(SMALL, tmp_path / "m", [task.prompt(s, CONV).text for s in samples])
+    backend = HFBackend(model=str(model_dir))
+    processor = backend.processor
+    conv = model_conventions(model_dir, processor)
+    assert conv == backend.conventions
+    rows = TrainRows(Suite("probe", "synth_count_train", (), ()), ("mc",), 3, seed=0)
+    ctx = RunContext(None, None, model_dir, processor, conv, rows, CostMeter())
+    built = [SFTTrainer().make_row(rows[i], ctx) for i in range(3)]
+    for i, item in enumerate(built):
+        assert item["prompt"] == backend.render(rows[i].task.prompt(rows[i].sample, conv))
+        assert item["completion"] == rows[i].task.target(rows[i].sample, conv) + "<|im_end|>"
+        assert len(item["images"]) == 1
+    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)([dict(b) for b in built])
+    tok = processor.tokenizer
+    for i, labels in enumerate(batch["labels"]):
+        trained = tok.decode([t for t in labels.tolist() if t != -100])
+        assert trained == built[i]["completion"]
