@@ -771,6 +771,7 @@ def export_half(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         for extra in src.glob("*.jinja"):  # the chat template, where transformers saves it apart
             shutil.copy2(extra, tmp / extra.name)
         save_file(half, str(tmp / SHIPPED_WEIGHTS), metadata={"format": "pt"})
+        os.chmod(tmp / SHIPPED_WEIGHTS, 0o644)  # shipped files are read by every user of the install
         recipe = TinyRecipe(**info["recipe"])
         info["shipped"] = {
             "dtype": "float16",
