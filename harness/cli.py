@@ -34,6 +34,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"harness: error: {message} (see `{self.prog} --help`)\n")
 
 
+EXAMPLES_STUDY = """\
+examples:
+  harness train-and-eval --model tiny --suite synth_cls --trainers sft,grpo
+  harness train-and-eval --model tiny --suite synth_cls --trainers sft,grpo --max_steps 50 --eval_every 25 \\
+      --set grpo.num_generations=8 --output_path studies/cls
+  harness train-and-eval --model /models/Qwen2-VL-2B-Instruct --model_args dtype=bfloat16,device=cuda \\
+      --suite synth_ground --trainers grpo --config grpo.yaml
+
+The study directory holds study.json, runs/ (one eval run per checkpoint), train/<trainer>/
+(checkpoints, train_log.jsonl), leaderboard.{md,csv,html} and plots/.
+"""
+
+
 def parse_kv(text: str | None) -> dict[str, Any]:
     """``a=1,b=x,c=true`` -> {'a': 1, 'b': 'x', 'c': True}."""
     out: dict[str, Any] = {}
@@ -121,6 +134,21 @@ def cmd_score(args: argparse.Namespace) -> int:
         from harness.atomic import write_json_atomic
 
         write_json_atomic(args.output_path, agg)
+    return 0
+
+
+def cmd_train_and_eval(args: argparse.Namespace) -> int:
+    from harness.study import StudyConfig, run_study
+
+    cfg = StudyConfig(
+        model=args.model, suite=args.suite, trainers=[t.strip() for t in args.trainers.split(",")],
+        config_file=args.config, overrides=args.set or [], max_steps=args.max_steps, eval_every=args.eval_every,
+        seed=args.seed, eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size,
+        model_args=parse_kv(args.model_args), bootstrap=args.bootstrap, baseline=args.baseline,
+        formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), output_path=args.output_path,
+        progress=not args.no_progress,
+    )
+    print(run_study(cfg))
     return 0
 
 
@@ -237,6 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.add_argument("--output_path", default=None, help="also write the aggregate as JSON here")
     s.set_defaults(func=cmd_score)
+
+    te = sub.add_parser(
+        "train-and-eval", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="train trainers from one base on a suite's train split; score every checkpoint on its ID and OOD splits",
+        description="Trains each trainer from the same base model and seed on the suite's train split. The base and "
+                    "every saved checkpoint are scored on the suite's ID and OOD splits (ordinary run directories), "
+                    "and the study's leaderboard (ID, OOD, OOD average, delta vs the baseline, paired significance) "
+                    "and plots are written. Rerun the same command to resume after an interruption.",
+        epilog=EXAMPLES_STUDY)
+    te.add_argument("--model", required=True, help="base model: 'tiny', a local model directory")
+    te.add_argument("--suite", required=True, help="a suite with a train split (see `harness suites`)")
+    te.add_argument("--trainers", required=True, help="comma-separated trainers, e.g. sft,grpo")
+    te.add_argument("--config", default=None, help="YAML/JSON trainer options: top-level keys for every trainer, "
+                    "sections (sft:, grpo:) for one")
+    te.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a trainer option: max_steps=50 (every trainer) or grpo.beta=0.04 (one); repeatable")
+    te.add_argument("--max_steps", type=int, default=None, help="optimizer steps of every trainer (wins over --config)")
+    te.add_argument("--eval_every", type=int, default=None, help="steps between checkpoints; each one is scored")
+    te.add_argument("--eval_limit", type=int, default=300, help="samples per ID/OOD split in each eval (default 300)")
+    te.add_argument("--eval_batch_size", type=int, default=16, help="eval batch size (default 16)")
+    te.add_argument("--model_args", default=None, help="backend options for the evals, as in harness eval")
+    te.add_argument("--seed", type=int, default=0, help="seed of every trainer and eval (default 0)")
+    te.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default 1000)")
+    te.add_argument("--baseline", default=None, help="leaderboard row for deltas and tests (default: the final SFT "
+                    "checkpoint when sft is trained, else base)")
+    te.add_argument("--format", default="md,csv,html", help="leaderboard files to write (default md,csv,html)")
+    te.add_argument("--output_path", default=None, help="study directory (default harness_studies/<model>-<suite>-"
+                    "<trainers>); rerun to resume")
+    te.add_argument("--no_progress", action="store_true", help="no progress bars")
+    te.set_defaults(func=cmd_train_and_eval)
 
     for name, func, text in (("tasks", cmd_tasks, "list tasks"), ("suites", cmd_suites, "list suites and groups")):
         t = sub.add_parser(name, parents=[common], help=text)
