@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -187,6 +188,10 @@ class HFBackend(Backend):
             _set_pixel_limits(ip, lo, hi)
         self._conventions = self._build_conventions(box_space, lo, hi)
         self._fingerprint: str | None = None
+        from transformers import GenerationConfig
+
+        self._GenerationConfig = GenerationConfig
+        _quiet_generation_config_notice()
 
     @classmethod
     def check_args(cls, model: str | os.PathLike | None, **args: Any) -> None:
@@ -326,7 +331,13 @@ class HFBackend(Backend):
             inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
             inputs = inputs.to(self.device)
             with torch.inference_mode():
-                out = self.model.generate(**inputs, **kwargs)
+                # A blank GenerationConfig is where generate() starts without one, so the
+                # effective config is the same; passing it skips generate()'s check for
+                # generation settings left in model.config (unsupported legacy), which
+                # instantiates a default model config on every call: ~24 ms per batch on
+                # the tiny model, a fifth of a short-answer batch. We never write to
+                # model.config.
+                out = self.model.generate(**inputs, generation_config=self._GenerationConfig(), **kwargs)
             new = out[:, inputs["input_ids"].shape[1] :]
             decoded = self._tokenizer.batch_decode(new, skip_special_tokens=True)
             for i in range(len(batch)):
@@ -355,6 +366,21 @@ class HFBackend(Backend):
         import gc
 
         gc.collect()
+
+
+class _DropNotice(logging.Filter):
+    """Drops transformers' notice that a generation_config passed with generation
+    kwargs is deprecated: the kwargs are applied on top of the blank config exactly as
+    without one (see HFBackend.generate)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passing `generation_config` together with generation-related")
+
+
+def _quiet_generation_config_notice() -> None:
+    log = logging.getLogger("transformers.generation.utils")
+    if not any(isinstance(f, _DropNotice) for f in log.filters):
+        log.addFilter(_DropNotice())
 
 
 def _has_processor(path: Path) -> bool:
