@@ -1,9 +1,9 @@
 """The eval loop: samples -> prompts -> backend -> parser/scorer -> records -> aggregates.
 
-Records are appended per batch and fsynced, so a killed run loses at most the batch
-in flight; rerunning with the same output path skips what was recorded. Batches
-restart at the same boundaries, so a resumed run computes exactly what an
-uninterrupted one would have.
+Records are appended per batch (fsynced every few seconds), so a killed run loses at
+most the batch in flight; rerunning with the same output path skips what was
+recorded. Batches restart at the same boundaries, so a resumed run computes exactly
+what an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -150,9 +150,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
                 bar.update(len(batch))
                 batch.clear()
 
-            for index, sample in enumerate(task.samples()):
-                if index >= planned[task.full_name]:
-                    break
+            # islice: the sample after the last planned one is never generated
+            for index, sample in enumerate(islice(task.samples(), planned[task.full_name])):
                 # Batches are aligned to index // batch_size whatever was recorded before,
                 # so a resumed run groups (and seeds) samples exactly as a fresh one.
                 if batch and index // cfg.batch_size != batch[0][0] // cfg.batch_size:
@@ -160,6 +159,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
                 if sample.id not in done[task.full_name]:
                     batch.append((index, sample))
             flush()
+            writer.sync()
         bar.close()
 
         aggregates = [

@@ -1,14 +1,16 @@
 """Per-sample records: append-only JSONL, one line per (task, sample).
 
-Appends are flushed and fsynced per batch, so a SIGKILL loses at most the batch in
-flight. A torn last line (the process died mid-write) is dropped when the file is
-reopened, and the file is repaired before new lines are appended.
+Appends are flushed per batch, so a SIGKILL loses at most the batch in flight, and
+fsynced every few seconds and at the end of a task (see :class:`RecordWriter`). A
+torn last line (the process died mid-write) is dropped when the file is reopened,
+and the file is repaired before new lines are appended.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -57,9 +59,22 @@ def read_records(path: str | Path, repair: bool = False, required: tuple[str, ..
 
 
 class RecordWriter:
-    def __init__(self, path: str | Path) -> None:
+    """Appends whole batches of records: one write per batch, flushed to the OS, so a
+    killed process loses at most the batch in flight.
+
+    fsync (surviving an OS crash or power loss as well) cost 0.3-5 ms per call on these
+    machines, up to 5 % of a tiny-model eval when done per batch; it runs at most every
+    ``sync_interval`` seconds and on :meth:`sync`. A machine crash loses at most the
+    batches of the last interval, and a torn line it may leave is dropped on resume
+    like one torn by a kill.
+    """
+
+    def __init__(self, path: str | Path, sync_interval: float = 2.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sync_interval = sync_interval
+        self._synced_at = float("-inf")  # the first batch is synced at once
+        self._unsynced = False
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         data = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
@@ -68,4 +83,16 @@ class RecordWriter:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            self._unsynced = True
+            if time.monotonic() - self._synced_at >= self.sync_interval:
+                self._fsync(f.fileno())
+
+    def sync(self) -> None:
+        """Make every appended record durable (the end of a task)."""
+        if self._unsynced:
+            with open(self.path, "rb") as f:
+                self._fsync(f.fileno())
+
+    def _fsync(self, fd: int) -> None:
+        os.fsync(fd)
+        self._synced_at, self._unsynced = time.monotonic(), False
