@@ -93,7 +93,9 @@ def check_output_dir(path: Path, *, overwrite: bool = False, marker: str = "conf
     directory (``--overwrite`` deletes, so it must only ever delete our own), writable."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"--output_path {path} is a file; give a directory path")
-    if path.is_dir() and any(path.iterdir()) and not (path / marker).exists():
+    # a kill between creating a temporary file and renaming it leaves only that file behind
+    ours = [p for p in path.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))] if path.is_dir() else []
+    if ours and not (path / marker).exists():
         raise UsageError(f"--output_path {path} is a non-empty directory that holds no {what} ({marker} is missing); "
                          f"choose a new or empty directory")
     _check_writable(path)

@@ -322,3 +322,17 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("harness: error: ") and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_directory_holding_only_our_temporary_files_is_reusable(tmp_path):
+    from harness.validation import check_output_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".config.json.k3j2.tmp").write_text("{")  # killed between writing and renaming config.json
+    check_output_dir(run)
+    (run / "stray.txt").write_text("x")
+    from harness.errors import UsageError
+
+    with pytest.raises(UsageError, match="holds no run"):
+        check_output_dir(run)
