@@ -140,10 +140,13 @@ def test_check_suite_and_output_dir():
 
 
 def test_train_refuses_a_non_model_directory_before_loading(tmp_path):
-    (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
     config = build_config("sft", output_dir=str(tmp_path / "out"))
-    with pytest.raises(UsageError, match="not a model directory with config.json.*LoRA checkpoint"):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="not a model directory .no config.json. nor a PEFT adapter directory"):
+        get_trainer("sft").train(str(tmp_path / "empty"), "synth_cls", config)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/nowhere"}))
+    with pytest.raises(UsageError, match="names base model '/nowhere', which is not a model directory"):
         get_trainer("sft").train(str(tmp_path / "adapter"), "synth_cls", config)
     assert not (tmp_path / "out").exists()
 

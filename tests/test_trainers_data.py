@@ -184,7 +184,9 @@ def test_sft_rows_are_the_evaluators_prompt_and_the_target_then_end_of_turn(tmp_
     conv = model_conventions(model_dir, processor)
     assert conv == backend.conventions
     rows = TrainRows(Suite("probe", "synth_count_train", (), ()), ("mc",), 3, seed=0)
-    ctx = RunContext(None, None, model_dir, processor, conv, rows, CostMeter())
+    from trainers import build_config
+
+    ctx = RunContext(build_config("sft", output_dir="o"), None, model_dir, processor, conv, rows, CostMeter())
     built = [SFTTrainer().make_row(rows[i], ctx) for i in range(3)]
     for i, item in enumerate(built):
         assert item["prompt"] == backend.render(rows[i].task.prompt(rows[i].sample, conv))
@@ -195,3 +197,10 @@ def test_sft_rows_are_the_evaluators_prompt_and_the_target_then_end_of_turn(tmp_
     for i, labels in enumerate(batch["labels"]):
         trained = tok.decode([t for t in labels.tolist() if t != -100])
         assert trained == built[i]["completion"]
+
+    tagged = RunContext(build_config("sft", overrides=["sft.answer_tags=true"], output_dir="o"), None, model_dir,
+                        processor, conv, rows, CostMeter())
+    item = SFTTrainer().make_row(rows[0], tagged)
+    target = rows[0].task.target(rows[0].sample, conv)
+    assert item["completion"] == f"<think></think><answer>{target}</answer><|im_end|>"
+    assert FORMAT_INSTRUCTION in item["prompt"]

@@ -88,6 +88,7 @@ def test_sigkill_then_rerun_ends_with_the_same_weights(tiny_model_dir, tmp_path)
     proc.wait()
     done_before = sorted(p.name for p in (killed / "checkpoints").glob("step-*"))
     assert "step-000006" not in done_before, "the run finished before it could be killed"
+    assert "step-000002" in done_before  # so the rerun resumes rather than starts over
 
     rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

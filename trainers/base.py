@@ -89,8 +89,12 @@ class TrainerConfig:
     logging_steps: int = 1
     #: rows in a seeded random order over the whole split (False: its first rows, in its own order)
     shuffle: bool = True
+    #: train on a fixed pool of this many samples of the split, cycled (few-shot); null: the whole split
+    train_samples: int | None = None
     #: how the train split is posed: any of open, mc, yesno (rows cycle through them)
     formats: tuple[str, ...] = ("open",)
+    #: append the <think>/<answer> instruction (trainers/rewards.py) to every prompt
+    format_prompt: bool = False
     #: LoRA (True) or full fine-tuning (False)
     lora: bool = True
     lora_r: int = 16

@@ -1,8 +1,9 @@
 """Training rows: which samples of the train split a run sees, in which order and format.
 
 Row ``i`` of a run is a pure function of (seed, i): the split's indices are
-shuffled per epoch with a stable RNG keyed by the seed, and row ``i`` is posed in
-``formats[i % len(formats)]``. Trainers feed rows to TRL in this order with
+shuffled per epoch with a stable RNG keyed by the seed (optionally restricted to a
+fixed pool of ``train_samples`` samples, the few-shot setting of Visual-RFT), and
+row ``i`` is posed in ``formats[i % len(formats)]``. Trainers feed rows to TRL in this order with
 shuffling off, so the optimizer step ``s`` always sees rows
 ``s*batch .. (s+1)*batch-1``: a resumed run continues the same stream.
 
@@ -52,18 +53,24 @@ class Row:
 class TrainRows:
     """The first ``n`` rows of a run's deterministic stream over ``suite.train``."""
 
-    def __init__(self, suite: Suite, formats: tuple[str, ...], n: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, suite: Suite, formats: tuple[str, ...], n: int, seed: int, shuffle: bool = True,
+                 pool: int | None = None) -> None:
         from harness.taskspec import make_task
 
         self.tasks = [make_task(suite.train, fmt) for fmt in formats]
         size = len(self.tasks[0])
         if size == 0:
             raise UsageError(f"train split {suite.train!r} of suite {suite.name!r} is empty")
+        universe = list(range(size))
+        if shuffle:
+            stable_rng("train-pool", suite.train, seed).shuffle(universe)
+        if pool is not None:
+            universe = universe[:pool]  # a fixed few-shot pool, cycled in epochs
         order: list[int] = []
         epoch = 0
         while len(order) < n:
-            block = list(range(size))
-            if shuffle:
+            block = list(universe)
+            if shuffle and epoch:
                 stable_rng("train-rows", suite.train, seed, epoch).shuffle(block)
             order += block[: n - len(order)]
             epoch += 1

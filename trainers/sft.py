@@ -23,7 +23,8 @@ from typing import Any
 
 from harness.errors import UsageError
 from trainers.base import TrainerConfig
-from trainers.rows import Row, assistant_affixes, images_of
+from trainers.rewards import FORMAT_INSTRUCTION
+from trainers.rows import Row, assistant_affixes, images_of, with_instruction
 from trainers.trl_run import RunContext, TRLTrainer, check_common, lora_config
 
 
@@ -33,6 +34,9 @@ class SFTTrainerConfig(TrainerConfig):
     batch_size: int = 32
     #: truncate rows longer than this many tokens (None: never; image tokens sit in the prompt)
     max_length: int | None = None
+    #: targets written as <think></think><answer>target</answer>, prompts with the tag instruction
+    #: (implies format_prompt): an R1-style cold start that teaches the tags GRPO's format reward asks for
+    answer_tags: bool = False
 
     def validate(self) -> None:
         check_common(self)
@@ -54,10 +58,14 @@ class SFTTrainer(TRLTrainer):
         if "affixes" not in ctx.cache:
             ctx.cache["affixes"] = assistant_affixes(ctx.processor)
         before, after = ctx.cache["affixes"]
+        c: SFTTrainerConfig = ctx.config
         prompt = row.task.prompt(row.sample, ctx.conv)
+        prompt = with_instruction(prompt, FORMAT_INSTRUCTION if c.format_prompt or c.answer_tags else None)
         text = ctx.processor.apply_chat_template(prompt.messages(), add_generation_prompt=True, tokenize=False)
-        return {"prompt": text, "completion": f"{before}{row.task.target(row.sample, ctx.conv)}{after}",
-                "images": images_of(row.sample)}
+        target = row.task.target(row.sample, ctx.conv)
+        if c.answer_tags:
+            target = f"<think></think><answer>{target}</answer>"
+        return {"prompt": text, "completion": f"{before}{target}{after}", "images": images_of(row.sample)}
 
     def build(self, model: Any, dataset: Any, args: dict[str, Any], ctx: RunContext) -> Any:
         from trl import SFTConfig

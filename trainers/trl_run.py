@@ -41,6 +41,8 @@ def check_common(c: TrainerConfig) -> None:
     for key in positive:
         if getattr(c, key) <= 0:
             raise UsageError(f"{key} must be > 0, got {getattr(c, key)}")
+    if c.train_samples is not None and c.train_samples <= 0:
+        raise UsageError(f"train_samples must be > 0 or null, got {c.train_samples}")
     if c.learning_rate <= 0:
         raise UsageError(f"learning_rate must be > 0, got {c.learning_rate}")
     if not 0 <= c.warmup_ratio < 1:
@@ -57,12 +59,60 @@ def check_common(c: TrainerConfig) -> None:
 
 
 def check_model_dir(model_dir: str) -> Path:
+    """A model directory (config.json) or a PEFT adapter directory whose base is one."""
     path = Path(model_dir).expanduser()
-    if not (path / "config.json").is_file():
-        hint = (" (a LoRA checkpoint: train from its base model, or merge it first)"
-                if (path / "adapter_config.json").is_file() else "")
-        raise UsageError(f"model {model_dir!r} is not a model directory with config.json{hint}")
-    return path.resolve()
+    if (path / "config.json").is_file():
+        return path.resolve()
+    if (path / "adapter_config.json").is_file():
+        base = adapter_base(path)
+        if not (base / "config.json").is_file():
+            raise UsageError(f"adapter {model_dir!r} names base model {str(base)!r}, which is not a model directory "
+                             "with config.json")
+        return path.resolve()
+    raise UsageError(f"model {model_dir!r} is not a model directory (no config.json) nor a PEFT adapter directory "
+                     "(no adapter_config.json)")
+
+
+def adapter_base(adapter_dir: Path) -> Path:
+    import json
+
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    base = Path(str(cfg.get("base_model_name_or_path") or "")).expanduser()
+    if not base.is_absolute() and (adapter_dir / base).exists():
+        base = adapter_dir / base  # stored relative to the adapter, as the hf backend allows
+    return base
+
+
+MERGED = "base_merged"
+
+
+def starting_model(model_path: Path, out: Path) -> Path:
+    """The full model to train from. A LoRA checkpoint (e.g. an SFT cold start before GRPO)
+    is merged into its base once, into ``<output_dir>/base_merged``, so that this run's
+    adapters name a base that already holds the earlier training."""
+    if (model_path / "config.json").is_file():
+        return model_path
+    merged = out / MERGED
+    if (merged / "config.json").is_file():
+        return merged
+    import shutil
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    base = adapter_base(model_path)
+    net = AutoModelForImageTextToText.from_pretrained(str(base), dtype=torch.float32)
+    net = PeftModel.from_pretrained(net, str(model_path)).merge_and_unload()
+    has_processor = any((model_path / f).is_file() for f in ("processor_config.json", "tokenizer.json"))
+    processor = AutoProcessor.from_pretrained(str(model_path if has_processor else base))
+    tmp = out / f".tmp-{MERGED}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    net.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    tmp.rename(merged)  # atomic: a half-written merge is never trained from
+    return merged
 
 
 @dataclass
@@ -122,16 +172,17 @@ class TRLTrainer(Trainer):
         from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
 
         torch.set_num_threads(config.threads)
-        processor = AutoProcessor.from_pretrained(str(model_path))
-        conv = model_conventions(model_path, processor)
+        train_from = starting_model(model_path, out)
+        processor = AutoProcessor.from_pretrained(str(train_from))
+        conv = model_conventions(train_from, processor)
         rows = TrainRows(suite, config.formats, config.max_steps * self.rows_per_step(config), config.seed,
-                         config.shuffle)
-        ctx = RunContext(config, suite, model_path, processor, conv, rows, meter)
+                         config.shuffle, config.train_samples)
+        ctx = RunContext(config, suite, train_from, processor, conv, rows, meter)
         dataset = rows.dataset(lambda row: self.make_row(row, ctx))
 
         # PEFT initialises adapters from the global RNG: seed before the model exists.
         set_seed(config.seed)
-        model = AutoModelForImageTextToText.from_pretrained(str(model_path), dtype=getattr(torch, config.dtype))
+        model = AutoModelForImageTextToText.from_pretrained(str(train_from), dtype=getattr(torch, config.dtype))
         use_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
         if config.device == "cuda" and not torch.cuda.is_available():
             raise UsageError("device cuda: no CUDA device is available; use device=cpu or auto")
@@ -158,7 +209,8 @@ class TRLTrainer(Trainer):
 
         def publish_step(trl_dir: Path, step: int, cost: dict, metrics: dict, final: bool) -> Checkpoint:
             info = {"trainer": self.name, "cost": cost, "metrics": metrics, "final": final,
-                    "base_model": str(model_path), "suite": suite.name, "config": config.to_dict()}
+                    "base_model": str(train_from), "started_from": str(model_path), "suite": suite.name,
+                    "config": config.to_dict()}
             return publish(out, trl_dir, step, info)
 
         hook = HarnessCallback(out, self.rows_per_step(config), meter, publish_step, on_checkpoint,
