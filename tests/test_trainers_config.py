@@ -160,3 +160,19 @@ def test_registered_in_registry_and_entry_points():
     for name, target in eps.items():
         module, _, attr = target.partition(":")
         assert getattr(import_module(module), attr) is TRAINERS.get(name)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ppo"], "harness: error: unknown trainer 'ppo'"),
+    (["grpo", "--suite", "imagenet"], "harness: error: unknown suite 'imagenet'"),
+    (["grpo", "--set", "grpo.num_generations=1"], "harness: error: num_generations must be >= 2"),
+    (["sft", "--set", "sft.beta=0.1"], "harness: error: --set sft.beta: unknown option 'beta' for trainer 'sft'"),
+])
+def test_command_line_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    from trainers.__main__ import main
+
+    base = {"--model": "tiny", "--suite": "synth_cls", "--output_dir": str(tmp_path / "o")}
+    args = argv[:1] + [a for k, v in base.items() if k not in argv for a in (k, v)] + argv[1:]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1

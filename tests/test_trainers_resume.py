@@ -153,3 +153,27 @@ def test_a_finished_run_returns_its_checkpoints_without_loading_a_model(small_mo
     monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", refuse)
     assert trainer.train(small_model_dir, "synth_cls", config, on_checkpoint=calls.append) == first
     assert len(calls) == 2
+
+
+def test_training_from_a_lora_checkpoint_merges_it_once(small_model_dir, tmp_path, no_git):
+    """E.g. an SFT cold start, then GRPO: the new adapters name the merged base, so evaluating
+    them includes the earlier training."""
+    from harness.evaluator import EvalConfig, run_eval
+    from trainers import get_trainer, load_config
+
+    sft = get_trainer("sft").train(small_model_dir, "synth_cls", load_config(
+        "sft", overrides=["max_steps=2", "save_steps=2", "sft.batch_size=2", "progress=false"],
+        output_dir=str(tmp_path / "sft")))
+    out = tmp_path / "grpo"
+    grpo = get_trainer("grpo").train(sft[-1].path, "synth_cls", load_config(
+        "grpo", overrides=["max_steps=1", "save_steps=1", "grpo.batch_size=2", "grpo.num_generations=2",
+                           "progress=false"], output_dir=str(out)))
+    merged = out / "base_merged"
+    assert (merged / "model.safetensors").is_file() and not list(out.glob(".tmp-*"))
+    adapter = json.loads((Path(grpo[-1].path) / "adapter_config.json").read_text())
+    assert Path(adapter["base_model_name_or_path"]) == merged
+    info = json.loads((Path(grpo[-1].path) / "harness_checkpoint.json").read_text())
+    assert info["started_from"] == str(Path(sft[-1].path).resolve())
+    result = run_eval(EvalConfig(model=grpo[-1].path, tasks=["synth_cls_id"], limit=4, n_boot=20,
+                                 output_path=str(tmp_path / "eval"), progress=False))
+    assert result.aggregates[0]["n"] == 4
