@@ -101,7 +101,12 @@ def test_sigkill_then_rerun_ends_with_the_same_weights(tiny_model_dir, tmp_path)
     assert cost["optimizer_steps"] == 6 and cost["examples"] == 24
 
 
-def test_disk_full_while_saving_keeps_finished_checkpoints_and_resumes(small_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", ["enospc", "torch"])
+def test_disk_full_while_saving_keeps_finished_checkpoints_and_resumes(small_model_dir, tmp_path, monkeypatch, error):
+    """ENOSPC as an OSError, and as torch.save reports it (a RuntimeError) with the disk full."""
+    import shutil
+    from collections import namedtuple
+
     from trainers import get_trainer, load_config
 
     sets = ["max_steps=4", "save_steps=2", "sft.batch_size=4", "progress=false"]
@@ -114,12 +119,18 @@ def test_disk_full_while_saving_keeps_finished_checkpoints_and_resumes(small_mod
 
     def save(obj, f, *args, **kwargs):  # the optimizer state of the second checkpoint hits a full disk
         if "checkpoint-4" in str(f):
-            raise OSError(28, "No space left on device")
+            if error == "enospc":
+                raise OSError(28, "No space left on device")
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0; "
+                               "PytorchStreamWriter failed writing file data/0: file write failed")
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
+    usage = namedtuple("usage", "total used free")
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0) if "run" in str(p) else real_usage(p))
     seen = []
-    with pytest.raises(HarnessError, match=r"disk full while training into .*run \(No space left on device\): free "
+    with pytest.raises(HarnessError, match=r"^disk full while training into .*run \(No space left on device\): free "
                                            r"space there and rerun the same command; it resumes from step 2"):
         trainer.train(small_model_dir, "synth_cls", load_config("sft", overrides=sets, output_dir=str(out)),
                       on_checkpoint=seen.append)
@@ -177,3 +188,38 @@ def test_training_from_a_lora_checkpoint_merges_it_once(small_model_dir, tmp_pat
     result = run_eval(EvalConfig(model=grpo[-1].path, tasks=["synth_cls_id"], limit=4, n_boot=20,
                                  output_path=str(tmp_path / "eval"), progress=False))
     assert result.aggregates[0]["n"] == 4
+
+
+def test_a_damaged_resume_state_is_one_error_naming_what_to_delete(small_model_dir, tmp_path):
+    from trainers import get_trainer, load_config
+
+    config = load_config("sft", overrides=["max_steps=3", "save_steps=1", "sft.batch_size=2", "progress=false"],
+                         output_dir=str(tmp_path / "run"))
+    trainer = get_trainer("sft")
+
+    def stop_after_two(ckpt):
+        if ckpt.step == 2:
+            raise KeyboardInterrupt  # the run stops with two complete checkpoints
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(small_model_dir, "synth_cls", config, on_checkpoint=stop_after_two)
+    optimizer = tmp_path / "run" / "checkpoint-2" / "optimizer.pt"
+    optimizer.write_bytes(b"\0" * optimizer.stat().st_size)  # same size, garbage content
+    with pytest.raises(HarnessError, match=r"^cannot resume from .*checkpoint-2 \(.*\); if it is damaged, delete it "
+                                           r"and .*step-000002 to resume from step 1$"):
+        trainer.train(small_model_dir, "synth_cls", config)
+
+
+def test_a_damaged_base_model_is_one_error_naming_it(small_model_dir, tmp_path):
+    import shutil
+
+    from harness.errors import UsageError
+    from trainers import get_trainer, load_config
+
+    broken = tmp_path / "model"
+    shutil.copytree(small_model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    config = load_config("sft", overrides=["max_steps=1", "progress=false"], output_dir=str(tmp_path / "run"))
+    with pytest.raises(UsageError, match=r"^cannot load model .*model \(.*\); check that it holds config.json"):
+        get_trainer("sft").train(str(broken), "synth_cls", config)

@@ -38,6 +38,8 @@ class HarnessCallback(TrainerCallback):
         self.counters = counters
         self.published: list[Any] = []
         self.last_metrics: dict[str, float] = {}
+        #: True once a step has begun: the resume state (weights, optimizer, RNG) has loaded
+        self.started = False
         self._wall_offset = meter.wall_time_s
         self._t0 = time.perf_counter()
 
@@ -50,6 +52,9 @@ class HarnessCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._t0 = time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.started = True
 
     def on_step_end(self, args, state, control, **kwargs):
         self._sync(state)

@@ -159,7 +159,24 @@ def resume_point(output_dir: Path, checkpoints: list[Checkpoint]) -> Path | None
     return trl_dir
 
 
-def disk_full_error(output_dir: Path, exc: OSError, checkpoints: list[Checkpoint]) -> HarnessError:
+def looks_like_disk_full(exc: BaseException, output_dir: Path) -> bool:
+    """ENOSPC/EDQUOT, or a failed write (torch.save reports a full disk as a RuntimeError
+    "file write failed") while the disk has under 16 MiB free."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return True
+    text = str(exc)
+    if "No space left on device" in text:
+        return True
+    if "write failed" in text or "failed writing" in text:
+        try:
+            return shutil.disk_usage(output_dir).free < 16 << 20
+        except OSError:
+            return False
+    return False
+
+
+def disk_full_error(output_dir: Path, exc: BaseException, checkpoints: list[Checkpoint]) -> HarnessError:
     last = f"step {checkpoints[-1].step}" if checkpoints else "the start"
-    return HarnessError(f"disk full while training into {output_dir} ({exc.strerror or exc}): free space there and "
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "No space left on device"
+    return HarnessError(f"disk full while training into {output_dir} ({reason}): free space there and "
                         f"rerun the same command; it resumes from {last}, the last complete checkpoint")

@@ -11,10 +11,14 @@ in MEASURED.md, so nothing home-made was needed.
 
 from __future__ import annotations
 
+import pickle
 from abc import abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from safetensors import SafetensorError
 
 from harness.conventions import ModelConventions
 from harness.errors import HarnessError, UsageError
@@ -22,9 +26,9 @@ from harness.suite import Suite
 from trainers.base import Checkpoint, OnCheckpoint, Trainer, TrainerConfig
 from trainers.rows import Row, TrainRows, model_conventions
 from trainers.run_dir import (
-    DISK_FULL,
     complete_checkpoints,
     disk_full_error,
+    looks_like_disk_full,
     prepare_run,
     publish,
     resume_point,
@@ -56,6 +60,20 @@ def check_common(c: TrainerConfig) -> None:
     schedulers = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
     if c.lr_scheduler_type not in schedulers:
         raise UsageError(f"lr_scheduler_type {c.lr_scheduler_type!r} unknown; choose one of {', '.join(schedulers)}")
+
+
+# what loading a damaged file raises (torch.load, safetensors, json, pickle)
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError, SafetensorError)
+
+
+@contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """Errors while loading a model directory become one line naming it."""
+    try:
+        yield
+    except LOAD_ERRORS as exc:
+        raise UsageError(f"cannot load model {path} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+                         "check that it holds config.json, the weights and the processor files") from exc
 
 
 def check_model_dir(model_dir: str) -> Path:
@@ -102,10 +120,11 @@ def starting_model(model_path: Path, out: Path) -> Path:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     base = adapter_base(model_path)
-    net = AutoModelForImageTextToText.from_pretrained(str(base), dtype=torch.float32)
-    net = PeftModel.from_pretrained(net, str(model_path)).merge_and_unload()
-    has_processor = any((model_path / f).is_file() for f in ("processor_config.json", "tokenizer.json"))
-    processor = AutoProcessor.from_pretrained(str(model_path if has_processor else base))
+    with loading(model_path):
+        net = AutoModelForImageTextToText.from_pretrained(str(base), dtype=torch.float32)
+        net = PeftModel.from_pretrained(net, str(model_path)).merge_and_unload()
+        has_processor = any((model_path / f).is_file() for f in ("processor_config.json", "tokenizer.json"))
+        processor = AutoProcessor.from_pretrained(str(model_path if has_processor else base))
     tmp = out / f".tmp-{MERGED}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -173,7 +192,8 @@ class TRLTrainer(Trainer):
 
         torch.set_num_threads(config.threads)
         train_from = starting_model(model_path, out)
-        processor = AutoProcessor.from_pretrained(str(train_from))
+        with loading(train_from):
+            processor = AutoProcessor.from_pretrained(str(train_from))
         conv = model_conventions(train_from, processor)
         rows = TrainRows(suite, config.formats, config.max_steps * self.rows_per_step(config), config.seed,
                          config.shuffle, config.train_samples)
@@ -182,7 +202,8 @@ class TRLTrainer(Trainer):
 
         # PEFT initialises adapters from the global RNG: seed before the model exists.
         set_seed(config.seed)
-        model = AutoModelForImageTextToText.from_pretrained(str(train_from), dtype=getattr(torch, config.dtype))
+        with loading(train_from):
+            model = AutoModelForImageTextToText.from_pretrained(str(train_from), dtype=getattr(torch, config.dtype))
         use_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
         if config.device == "cuda" and not torch.cuda.is_available():
             raise UsageError("device cuda: no CUDA device is available; use device=cpu or auto")
@@ -218,14 +239,15 @@ class TRLTrainer(Trainer):
         trl_trainer.add_callback(hook)
         try:
             trl_trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
-        except OSError as exc:
-            if exc.errno in DISK_FULL:
+        except LOAD_ERRORS as exc:
+            if looks_like_disk_full(exc, out):
                 raise disk_full_error(out, exc, complete_checkpoints(out)) from exc
-            raise
-        except RuntimeError as exc:
-            if resume_dir is not None and "checkpoint" in str(exc).lower():
-                raise HarnessError(f"cannot resume from {resume_dir}: {exc}") from exc
-            raise
+            if resume_dir is None or hook.started:
+                raise
+            step_eval = existing[-1].path
+            before = f"step {existing[-2].step}" if len(existing) > 1 else "the start"
+            raise HarnessError(f"cannot resume from {resume_dir} ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                               f"if it is damaged, delete it and {step_eval} to resume from {before}") from exc
         self.after_train(out)
         return complete_checkpoints(out)
 
