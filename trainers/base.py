@@ -19,15 +19,27 @@ Driving a trainer (what ``harness train-and-eval`` does)::
                           on_checkpoint=lambda c: evaluate(c.path))
 
 ``train`` blocks until ``config.max_steps``; ``on_checkpoint(ckpt)`` is called in
-the training process right after each checkpoint is complete on disk (training
-waits while it runs, so the callback may score the checkpoint at once). It
-returns every complete checkpoint of the run, oldest first, including those that
-existed before the call. Rerunning the same call after a crash (even SIGKILL)
-resumes from the last complete checkpoint with its optimizer, scheduler and RNG
-state; the resumed run ends with the same weights as an uninterrupted one (see
-``tests/test_trainers_resume.py``). A run that already reached ``max_steps``
-returns its checkpoints without loading a model. A different config in the same
-``output_dir`` is refused (``UsageError``) rather than mixed in.
+the training process right after each new checkpoint is complete on disk (training
+waits while it runs, and its time is not counted as training time, so the callback
+may score the checkpoint at once). It returns every complete checkpoint of the run,
+oldest first, including those that existed before the call. ``on_checkpoint`` is
+not called again for checkpoints of an earlier, interrupted call: an orchestrator
+compares ``existing_checkpoints`` with what it has scored (an exception raised by
+the callback stops training, but the checkpoint it was given stays complete).
+
+Rerunning the same call after a crash (even SIGKILL) resumes from the last complete
+checkpoint with its optimizer, scheduler and RNG state; data order is a function of
+(seed, step), so the resumed run ends with the same weights as an uninterrupted one
+(bit-identical on CPU with one thread: ``tests/test_trainers_resume.py``). A run that
+already reached ``max_steps`` returns its checkpoints without loading a model. A
+different config in the same ``output_dir`` is refused (``UsageError``) rather than
+mixed in. Errors a user can fix (unknown trainer, suite or option, a wrong type, a
+suite without a train split, a damaged model or checkpoint, a full disk) are
+``harness.errors.HarnessError`` subclasses with a one-line message saying what to do.
+
+``model_dir`` is a model directory or a LoRA checkpoint of an earlier run (e.g. an
+SFT cold start before GRPO); the latter is merged once into
+``<output_dir>/base_merged``, which this run's adapters then name as their base.
 
 Layout of ``output_dir``::
 
@@ -37,6 +49,8 @@ Layout of ``output_dir``::
                                  and harness_checkpoint.json (step, cost, last metrics)
     checkpoint-50/               TRL's resume state (optimizer, scheduler, RNG, trainer state)
     plots/                       PNGs of loss and rewards against step (trainers/plots.py)
+    incomplete/checkpoint-M/     a save torn by a crash, moved aside (never resumed from)
+    base_merged/                 only when training from a LoRA checkpoint (see above)
 
 ``checkpoints/step-N`` appears by an atomic rename after ``checkpoint-N`` is fully
 written, so its existence is the completeness marker of both.
