@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from harness.backends.base import SamplingParams  # noqa: E402
+from harness.errors import UsageError  # noqa: E402
 from harness.models.tiny import build_untrained, pretrain  # noqa: E402
 from harness.prompt import Prompt  # noqa: E402
 
@@ -72,7 +73,7 @@ def test_registered_lazily_without_torch():
 def test_unknown_model_args_raise(model_dir):
     from harness.registry import BACKENDS
 
-    with pytest.raises(TypeError) as err:
+    with pytest.raises(UsageError) as err:
         BACKENDS.get("hf")(model=str(model_dir), temperature=0.5, foo=1)
     msg = str(err.value)
     assert "foo" in msg and "temperature" in msg and "max_pixels" in msg and "adapter" in msg
@@ -193,5 +194,7 @@ def test_missing_model_is_a_clear_error(tmp_path):
     from harness.backends.hf import HFBackend
     from harness.errors import UsageError
 
-    with pytest.raises(UsageError, match="not found: not a local model directory"):
+    with pytest.raises(UsageError, match="nowhere: no such directory"):
         HFBackend(model=str(tmp_path / "nowhere"))
+    with pytest.raises(UsageError, match="not found: not a local model directory"):
+        HFBackend(model="some-org/some-model-not-in-the-cache")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.conventions import ModelConventions, conventions_for
+from harness.conventions import ModelConventions
 from harness.errors import UsageError
 from harness.prompt import Prompt
 from harness.registry import SUITES, TASKS
@@ -116,26 +116,13 @@ def with_instruction(prompt: Prompt, instruction: str | None) -> Prompt:
 
 
 def model_conventions(model_dir: str | Path, processor: Any) -> ModelConventions:
-    """The conventions the ``hf`` backend will use for this model, without loading its weights:
-    the family's from config.json's ``model_type``, image sizing from the processor."""
+    """The conventions the ``hf`` backend will use for this model, without loading its weights."""
     import json
 
-    from harness.backends.hf import _pixel_limits
+    from harness.backends.hf import processor_conventions
 
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    conv = conventions_for(config.get("model_type"))
-    ip = getattr(processor, "image_processor", None)
-    found: dict[str, Any] = {}
-    if ip is not None:
-        lo, hi = _pixel_limits(ip)
-        if lo:
-            found["min_pixels"] = lo
-        if hi:
-            found["max_pixels"] = hi
-        patch, merge = getattr(ip, "patch_size", None), getattr(ip, "merge_size", None)
-        if patch and merge:
-            found["resize_factor"] = int(patch) * int(merge)
-    return conv.with_overrides(**found)
+    return processor_conventions(config.get("model_type"), processor)
 
 
 def assistant_affixes(processor: Any) -> tuple[str, str]:

@@ -77,6 +77,24 @@ def _pixel_limits(image_processor: Any) -> tuple[int | None, int | None]:
     return (int(lo) if lo else None), (int(hi) if hi else None)
 
 
+def processor_conventions(model_type: str | None, processor: Any) -> ModelConventions:
+    """A model's conventions: its family's (by ``model_type``), with the image sizing its
+    processor actually applies. Needs no weights, so trainers use it too."""
+    conv = conventions_for(model_type)
+    ip = getattr(processor, "image_processor", None)
+    found: dict[str, Any] = {}
+    if ip is not None:
+        lo, hi = _pixel_limits(ip)
+        if lo:
+            found["min_pixels"] = lo
+        if hi:
+            found["max_pixels"] = hi
+        patch, merge = getattr(ip, "patch_size", None), getattr(ip, "merge_size", None)
+        if patch and merge:
+            found["resize_factor"] = int(patch) * int(merge)
+    return conv.with_overrides(**found)
+
+
 def _set_pixel_limits(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
     size = getattr(image_processor, "size", None)
     if size is None:
@@ -211,6 +229,10 @@ class HFBackend(Backend):
         for key in ("threads", "min_pixels", "max_pixels", "batch_size"):
             value = args.get(key)
             if value not in (None, ""):
+                try:  # "784" from a config file is as good as 784
+                    value = int(str(value).strip())
+                except ValueError:
+                    raise UsageError(f"model_args {key} must be an integer, got {value!r}") from None
                 check_number(f"model_args {key}", value, minimum=0 if key == "threads" else 1, integer=True)
         device = args.get("device")
         if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", str(device)):
@@ -227,7 +249,8 @@ class HFBackend(Backend):
             check_model_dir(local)
         elif local.exists():
             raise UsageError(f"--model {model} is a file; give a model directory")
-        elif os.sep in str(model) or str(model).startswith("."):
+        elif str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
+            # a path, not a hub id ("org/name", looked up in the local hub cache when loading)
             raise UsageError(f"--model {model}: no such directory")
         if args.get("adapter") not in (None, ""):
             adapter = Path(args["adapter"]).expanduser()
@@ -267,20 +290,7 @@ class HFBackend(Backend):
         return base, adapters
 
     def _build_conventions(self, box_space: str | None, lo: int | None, hi: int | None) -> ModelConventions:
-        config = self.model.config
-        conv = conventions_for(getattr(config, "model_type", None))
-        ip = getattr(self.processor, "image_processor", None)
-        found: dict[str, Any] = {}
-        if ip is not None:
-            pmin, pmax = _pixel_limits(ip)
-            if pmin:
-                found["min_pixels"] = pmin
-            if pmax:
-                found["max_pixels"] = pmax
-            patch, merge = getattr(ip, "patch_size", None), getattr(ip, "merge_size", None)
-            if patch and merge:
-                found["resize_factor"] = int(patch) * int(merge)
-        conv = conv.with_overrides(**found)
+        conv = processor_conventions(getattr(self.model.config, "model_type", None), self.processor)
         user = {k: v for k, v in (("box_space", box_space), ("min_pixels", lo), ("max_pixels", hi)) if v is not None}
         return conv.with_overrides(**user) if user else conv
 
