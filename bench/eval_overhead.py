@@ -126,8 +126,11 @@ def measure(name: str, model_dir: str, args) -> float:
                 harness.append(run_harness(model_dir, backend, args))
         print(f"{name} repeat {r + 1}: bare {bare[-1][0]:.2f} s, harness {harness[-1][0]:.2f} s", file=sys.stderr)
 
-    b, h = statistics.median(w for w, _ in bare), statistics.median(w for w, _ in harness)
-    bc, hc = statistics.median(c for _, c in bare), statistics.median(c for _, c in harness)
+    b, h = statistics.median(w for w, _ in bare), statistics.median(w for w, _, _ in harness)
+    bc, hc = statistics.median(c for _, c in bare), statistics.median(c for _, c, _ in harness)
+    # The harness's own time: its wall time outside backend.generate, per run. Unlike
+    # the ratio it does not move with the machine's load on the generate calls.
+    own = statistics.median(w - g for w, _, g in harness)
     pre = info.get("pretrain", {})
     print(f"[{name}] {info.get('parameters', '?')} parameters, "
           + ("pretrained" if pre else "random weights (writes garbage up to max_new_tokens)"))
@@ -136,6 +139,7 @@ def measure(name: str, model_dir: str, args) -> float:
           + ("  (naive generate call)" if args.naive_bare else ""))
     print(f"harness eval:             {h:.2f} s  {n / h:.1f} samples/s  (CPU {hc:.2f} s)")
     print(f"harness / bare time:      {h / b:.3f}  (overhead {100 * (h / b - 1):+.1f} %; CPU time {hc / bc:.3f})")
+    print(f"harness outside generate: {own:.2f} s  ({100 * own / b:.1f} % of the bare loop)")
     print(f"model load:               {load_s:.2f} s")
     if pre:
         print(f"tiny model pretraining:   {pre.get('seconds')} s for {pre.get('steps')} steps "
@@ -152,15 +156,30 @@ def measure(name: str, model_dir: str, args) -> float:
     return h / b
 
 
-def run_harness(model_dir: str, backend, args) -> tuple[float, float]:
+def run_harness(model_dir: str, backend, args) -> tuple[float, float, float]:
+    """(wall s, CPU s, wall s inside backend.generate) of one harness run."""
     from harness.evaluator import EvalConfig, run_eval
 
-    with tempfile.TemporaryDirectory() as out:
-        cfg = EvalConfig(model=model_dir, tasks=[args.tasks], limit=args.limit, batch_size=args.batch_size,
-                         output_path=out, progress=False)
-        t0, c0 = time.perf_counter(), time.process_time()
-        run_eval(cfg, backend=backend)
-        return time.perf_counter() - t0, time.process_time() - c0
+    inside = [0.0]
+    generate = backend.generate
+
+    def timed(prompts, params):
+        t = time.perf_counter()
+        try:
+            return generate(prompts, params)
+        finally:
+            inside[0] += time.perf_counter() - t
+
+    backend.generate = timed
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            cfg = EvalConfig(model=model_dir, tasks=[args.tasks], limit=args.limit, batch_size=args.batch_size,
+                             output_path=out, progress=False)
+            t0, c0 = time.perf_counter(), time.process_time()
+            run_eval(cfg, backend=backend)
+            return time.perf_counter() - t0, time.process_time() - c0, inside[0]
+    finally:
+        del backend.generate
 
 
 def main() -> int:
