@@ -18,8 +18,9 @@ eval splits hold 300 samples; the ``*_train`` splits hold 20k, hence their use h
 
 A split with only per-sample metrics (classification, grounding, counting) should
 stay flat: aggregation keeps a few numbers per sample. A split with corpus metrics
-(detection AP) grows with the split: ``Task.corpus_metrics`` takes the whole records
-(about 3.4 KB each once parsed), which aggregation therefore holds.
+(detection AP) needs every sample's boxes at once: aggregation keeps only the fields
+the task's corpus metrics read (``Task.corpus_fields``: target, parsed boxes, failure;
+about 1.4 KB per sample as Python objects), so it grows by that, not by whole records.
 """
 
 from __future__ import annotations

@@ -15,14 +15,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from harness import provenance
 from harness.backends.base import Backend, SamplingParams, check_backend_args
 from harness.errors import UsageError
 from harness.protocol import get_profile
 from harness.registry import BACKENDS
-from harness.rundir import RECORD_KEYS, RunDir
+from harness.rundir import RunDir
 from harness.scoring import aggregate, score_output
 from harness.taskspec import TaskRef, make_task, resolve
 from harness.validation import check_number, check_output_dir
@@ -163,7 +163,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         bar.close()
 
         aggregates = [
-            aggregate(task, islice(_stream_records(run.records_path(task.full_name)), planned[task.full_name]),
+            aggregate(task, islice(run.iter(task.full_name), planned[task.full_name]),
                       profile, role=ref.role, n_boot=cfg.n_boot, seed=cfg.seed)
             for ref, task in tasks
         ]
@@ -172,25 +172,6 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     finally:
         if owns_backend:
             backend.close()
-
-
-def _stream_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a run's file one at a time, for aggregation: a split of any size is
-    never held whole. The file was repaired when the run started and only whole lines
-    were appended since, so every line must be a complete record."""
-    if not path.exists():  # nothing was planned for the task
-        return
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                rec = None
-            if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
-                raise UsageError(f"{path}:{i + 1}: not a complete record (was the file edited during the run?)")
-            yield rec
 
 
 def _generate(backend: Backend, prompts: list, params: SamplingParams) -> tuple[list, list[str | None]]:

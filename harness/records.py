@@ -12,10 +12,36 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from harness.atomic import write_text_atomic
 from harness.errors import UsageError
+
+
+def _check(path: Path, lineno: int, rec: Any, required: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(rec, dict) or any(k not in rec for k in required):
+        need = f" with {', '.join(required)}" if required else ""
+        raise UsageError(f"{path}:{lineno}: not a record (a JSON object{need}); was the file edited? "
+                         "Rerun with --overwrite to start the run afresh")
+    return rec
+
+
+def iter_records(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """The records of a file one at a time, so a split of any size is never held whole.
+    Strict: for a file already repaired by :func:`read_records` (a run's file after it
+    started), where only whole lines were appended since."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise UsageError(f"{path}:{i + 1}: corrupt record line; was the file edited during the run?") from None
+            yield _check(path, i + 1, rec, required)
 
 
 def read_records(path: str | Path, repair: bool = False, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -43,11 +69,7 @@ def read_records(path: str | Path, repair: bool = False, required: tuple[str, ..
                 continue
             raise UsageError(f"{path}:{i + 1}: corrupt record line (not at the end of the file); "
                              "rerun with --overwrite to start the run afresh") from None
-        if not isinstance(rec, dict) or any(k not in rec for k in required):
-            need = f" with {', '.join(required)}" if required else ""
-            raise UsageError(f"{path}:{i + 1}: not a record (a JSON object{need}); was the file edited? "
-                             "Rerun with --overwrite to start the run afresh")
-        records.append(rec)
+        records.append(_check(path, i + 1, rec, required))
         good_lines.append(line)
     if lines[-1].strip():
         # No newline after the last line: a kill right before it. The record may be complete

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from harness.atomic import write_json_atomic
 from harness.errors import HarnessError, UsageError
-from harness.records import RecordWriter, read_records
+from harness.records import RecordWriter, iter_records, read_records
 from harness.validation import read_json_file
 
 # What the evaluator relies on in every record it reads back.
@@ -80,6 +80,10 @@ class RunDir:
 
     def read(self, task_full_name: str, repair: bool = False) -> list[dict[str, Any]]:
         return read_records(self.records_path(task_full_name), repair=repair, required=RECORD_KEYS)
+
+    def iter(self, task_full_name: str) -> Iterator[dict[str, Any]]:
+        """The task's records one at a time (strict: after the run repaired the file)."""
+        return iter_records(self.records_path(task_full_name), required=RECORD_KEYS)
 
     def writer(self, task_full_name: str) -> RecordWriter:
         return RecordWriter(self.records_path(task_full_name))

@@ -56,10 +56,11 @@ def aggregate(task: Task, records: Iterable[dict[str, Any]], profile: ProtocolPr
 
     Records are ordered by their position in the split first, so the result does not
     depend on the order in which a (resumed) run wrote them. ``records`` may be a
-    stream: only each record's index, scores and failure flag are kept, unless the
-    task has corpus metrics, which need the whole records.
+    stream: only each record's index, scores and failure flag are kept, plus the
+    fields a task's corpus metrics read (``Task.corpus_fields``).
     """
     keep = task.fmt == "open" and type(task).corpus_metrics is not Task.corpus_metrics
+    fields = task.corpus_fields
     index, failures, kept = array("q"), 0, []
     values: dict[str, array] = {m: array("d") for m in task.metrics}
     for r in records:
@@ -68,7 +69,7 @@ def aggregate(task: Task, records: Iterable[dict[str, Any]], profile: ProtocolPr
             column.append(float(r["scores"][m]))
         failures += bool(r.get("failure"))
         if keep:
-            kept.append(r)
+            kept.append(r if fields is None else {k: r.get(k) for k in fields})
     order = np.argsort(np.frombuffer(index, dtype=np.int64) if index else np.zeros(0, np.int64), kind="stable")
     n = len(order)
     metrics: dict[str, dict[str, Any]] = {}

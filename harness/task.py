@@ -188,6 +188,10 @@ class Task(ABC):
         return self.evaluate(output, sample, conv, profile)[1][self.primary_metric]
 
     # ----- aggregates --------------------------------------------------------------
+    #: the record fields ``corpus_metrics`` reads; aggregation keeps only these of each
+    #: record (None: whole records), so its memory stays flat however large the split
+    corpus_fields: tuple[str, ...] | None = None
+
     def corpus_metrics(self, records: list[dict[str, Any]], profile: ProtocolProfile) -> dict[str, float]:
         """Metrics that are not means of per-sample scores (e.g. mAP). Default: none."""
         return {}

@@ -359,6 +359,8 @@ class Detection(SyntheticTask):
                 out.append(text)
         return out[:k]
 
+    corpus_fields = ("target", "parsed", "failure")
+
     def corpus_metrics(self, records, profile):
         """COCO-style AP through pycocotools (the reference implementation)."""
         from harness.detection_map import detection_map
