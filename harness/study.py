@@ -172,13 +172,13 @@ def run_study(cfg: StudyConfig) -> str:
         final[trainer.name] = ckpts[-1]
     # as in the papers' tables: RL methods against SFT on the same data, else against the base
     baseline = cfg.baseline or (f"sft@{final['sft'].step}" if "sft" in final else "base")
-    text = render(root, baseline, cfg.formats)
+    text = render(root, baseline, cfg.formats, [t.name for t, _ in prep.plans])
     plot_study(root, [t.name for t, _ in prep.plans])
     _say(f"done in {time.perf_counter() - t0:.0f} s: {root}")
     return text
 
 
-def render(root: Path, baseline: str, formats: tuple[str, ...] = FORMATS) -> str:
+def render(root: Path, baseline: str, formats: tuple[str, ...] = FORMATS, trainers: list[str] | None = None) -> str:
     """Leaderboard files from the study's run directories; returns the Markdown."""
     from leaderboards.board import LeaderboardOptions
     from leaderboards.render import RenderOptions
@@ -186,7 +186,7 @@ def render(root: Path, baseline: str, formats: tuple[str, ...] = FORMATS) -> str
 
     texts = leaderboard_texts([root / "runs"], LeaderboardOptions(baseline=baseline), RenderOptions(cost=True),
                               formats=set(formats) | {"md"}, title=f"Study {root.name}",
-                              warn=lambda m: _say(f"warning: {m}"))
+                              warn=lambda m: _say(f"warning: {m}"), method_order=trainers)
     for fmt in formats:
         write_text_atomic(root / f"leaderboard.{fmt}", texts[fmt])
     return texts["md"]

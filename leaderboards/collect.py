@@ -160,15 +160,16 @@ def _order_key(run: RunSummary, models: list[str], methods: list[str]) -> tuple:
     return (models.index(run.model), method_rank, ckpt_key, run.seed if run.seed is not None else -1)
 
 
-def collect(paths: list[str | Path]) -> Collection:
+def collect(paths: list[str | Path], method_order: list[str] | None = None) -> Collection:
     """Rows of every run under ``paths``: grouped by model (in order of appearance), the
-    base method first, then each method's checkpoints by step."""
+    base method first, then each method's checkpoints by step; methods in
+    ``method_order`` (e.g. a study's trainers), any others after them as they appear."""
     dirs, warnings = find_run_dirs(paths)
     if not dirs:
         raise UsageError("no run directories found in " + ", ".join(str(p) for p in paths))
     runs = [load_run(d) for d in dirs]
     models = list(dict.fromkeys(r.model for r in runs))
-    methods = list(dict.fromkeys(r.method for r in runs))
+    methods = list(dict.fromkeys([*(method_order or []), *(r.method for r in runs)]))
     runs.sort(key=lambda r: _order_key(r, models, methods))
     _assign_labels(runs)
     return Collection(runs, warnings)

@@ -14,10 +14,10 @@ FORMATS = ("md", "csv", "html")
 
 def leaderboard_texts(dirs: list[str | Path], options: LeaderboardOptions | None = None,
                       render: RenderOptions | None = None, formats: set[str] | tuple[str, ...] = FORMATS,
-                      title: str = "Leaderboard", warn=None) -> dict[str, str]:
+                      title: str = "Leaderboard", warn=None, method_order: list[str] | None = None) -> dict[str, str]:
     """{format: text} for the run directories found under ``dirs``; ``warn`` receives
-    what the search skipped (unfinished runs)."""
-    collection = collect(list(dirs))
+    what the search skipped (unfinished runs); rows follow ``method_order``."""
+    collection = collect(list(dirs), method_order)
     for message in collection.warnings:
         if warn:
             warn(message)

@@ -39,7 +39,7 @@ def study(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_study_directory_holds_runs_checkpoints_leaderboard_and_plots(study):
     rows = scores(study)
-    assert [r["label"] for r in rows] == ["base", "grpo@2", "grpo@4", "sft@2", "sft@4"]
+    assert [r["label"] for r in rows] == ["base", "sft@2", "sft@4", "grpo@2", "grpo@4"]  # in --trainers order
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "plots/sft_eval.png", "plots/grpo_eval.png"):
         assert (study / name).is_file(), name
     assert any((study / "plots" / "grpo").glob("*.png"))
