@@ -204,3 +204,22 @@ def test_sft_rows_are_the_evaluators_prompt_and_the_target_then_end_of_turn(tmp_
     target = rows[0].task.target(rows[0].sample, conv)
     assert item["completion"] == f"<think></think><answer>{target}</answer><|im_end|>"
     assert FORMAT_INSTRUCTION in item["prompt"]
+
+
+def test_run_identity_names_the_weights_not_their_path(tmp_path):
+    """The same base model reached through another path (an install elsewhere, a moved
+    directory) must resume the same run; other weights must not."""
+    import shutil
+
+    from harness.models.embedded import SHIPPED_TINY
+    from harness.registry import SUITES
+    from trainers import get_trainer, load_config
+
+    trainer = get_trainer("sft")
+    config = load_config("sft", output_dir=str(tmp_path / "out"))
+    suite = SUITES.get("synth_cls")
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(SHIPPED_TINY, copy)
+    assert trainer.identity(SHIPPED_TINY, suite, config) == trainer.identity(copy, suite, config)
+    (copy / "model.safetensors").write_bytes(b"other weights")
+    assert trainer.identity(SHIPPED_TINY, suite, config) != trainer.identity(copy, suite, config)

@@ -167,8 +167,12 @@ class TRLTrainer(Trainer):
         return config.batch_size
 
     def identity(self, model_dir: Path, suite: Suite, config: Any) -> dict[str, Any]:
-        return {"trainer": self.name, "model": str(model_dir), "suite": suite.name, "train_split": suite.train,
-                "config": config.identity()}
+        from harness.backends.hf import weights_fingerprint
+
+        # the weights, not the path: the same model reached through another path (an
+        # install elsewhere, a moved directory) resumes the same run
+        return {"trainer": self.name, "model_fingerprint": weights_fingerprint(model_dir), "suite": suite.name,
+                "train_split": suite.train, "config": config.identity()}
 
     def train(self, model_dir: str, suite: Suite | str, config: TrainerConfig,
               on_checkpoint: OnCheckpoint | None = None) -> list[Checkpoint]:

@@ -62,6 +62,14 @@ def _hash_weights(directory: Path, h: hashlib._Hash, prefix: str) -> int:
     return len(files)
 
 
+def weights_fingerprint(directory: str | os.PathLike) -> str:
+    """sha256 over a model directory's weight files: identifies the weights wherever the
+    directory lives (what HFBackend.fingerprint reports for a model without adapters)."""
+    h = hashlib.sha256()
+    _hash_weights(Path(directory), h, "base")
+    return h.hexdigest()
+
+
 def _pixel_limits(image_processor: Any) -> tuple[int | None, int | None]:
     """(min_pixels, max_pixels) of a Qwen-VL-style image processor, whatever the
     transformers version keeps them in (``size.shortest_edge/longest_edge`` in v5,
