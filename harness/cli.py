@@ -214,13 +214,16 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --debug before or after the command; SUPPRESS keeps a subcommand's default from
+    # overwriting a --debug given before it
     common = Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
     p = Parser(
-        prog="harness", parents=[common],
+        prog="harness",
         description="Evaluation-first benchmark harness for post-training vision-language models: score any model "
                     "on in-distribution (ID) and out-of-distribution (OOD) splits.",
     )
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     e = sub.add_parser("eval", parents=[common], help="score a model on tasks, suites or groups",
@@ -286,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--eval_limit", type=int, default=300, help="samples per ID/OOD split in each eval (default 300)")
     te.add_argument("--eval_batch_size", type=int, default=16, help="eval batch size (default 16)")
     te.add_argument("--model_args", default=None, help="backend options for the evals, as in harness eval")
-    te.add_argument("--seed", type=int, default=0, help="seed of every trainer and eval (default 0)")
+    te.add_argument("--seed", type=int, default=None, help="seed of every trainer and eval (wins over --config and "
+                    "--set; default: the trainers' own, 0)")
     te.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default 1000)")
     te.add_argument("--baseline", default=None, help="leaderboard row for deltas and tests (default: the final SFT "
                     "checkpoint when sft is trained, else base)")
@@ -339,13 +343,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         # Usage and input errors (HarnessError) are the user's to fix: exit 2. Anything
-        # else is our bug: exit 1, and still one line; --debug shows where it happened.
+        # else is our bug: exit 3 (1 means "regression" to harness regress), still one
+        # line; --debug shows where it happened.
         ours = isinstance(exc, (HarnessError, FileNotFoundError, NotADirectoryError, IsADirectoryError))
         text = str(exc).strip() or type(exc).__name__
         if not ours:
             text = f"{type(exc).__name__}: {text} (an internal error; rerun with --debug for the traceback)"
         print(f"harness: error: {text}", file=sys.stderr)
-        return 2 if ours else 1
+        return 2 if ours else 3
 
 
 if __name__ == "__main__":

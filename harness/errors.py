@@ -1,6 +1,6 @@
 """Errors that mean "the user asked for something we cannot do", reported without a traceback.
 
-Anything else escaping the CLI is a bug and keeps its traceback.
+Anything else escaping the CLI is a bug: one line and exit 3, its traceback with --debug.
 """
 
 

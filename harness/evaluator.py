@@ -64,8 +64,8 @@ class EvalConfig:
             raise UsageError("model_args must be a mapping of backend options")
         get_profile(self.profile)
         if check_backend:
-            # an embedded name passes as a model name; its files are checked when it is resolved
-            check_backend_args(BACKENDS.get(self.backend), self.model, **self.model_args)
+            # an embedded name is checked as the directory it names (hash-checked, no build)
+            check_backend_args(BACKENDS.get(self.backend), resolve_model(self.model), **self.model_args)
 
     def identity(self) -> dict[str, Any]:
         """What decides the numbers: a resumed run must match all of it."""
@@ -110,7 +110,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     tasks = [(ref, make_task(ref.name, ref.fmt)) for ref in refs]
     profile = get_profile(cfg.profile)
     run_path = Path(cfg.output_path or cfg.default_output_path())
-    check_output_dir(run_path, overwrite=cfg.overwrite)
+    check_output_dir(run_path)
     if not cfg.overwrite:  # a mismatch that needs no model is refused before loading one
         RunDir(run_path).check_identity(cfg.identity(), keys=set(cfg.identity()))
     owns_backend = backend is None

@@ -11,6 +11,7 @@ configuration is refused rather than silently mixed into the same records.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -71,7 +72,11 @@ class RunDir:
     def prepare(self, identity: dict[str, Any], config: dict[str, Any], overwrite: bool = False) -> bool:
         """Create or reopen the run. Returns True when resuming an existing run."""
         if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
+            # renamed away first: a kill while deleting leaves a hidden leftover, never a
+            # half-deleted run (records without config.json) that no command accepts
+            doomed = self.path.with_name(f".{self.path.name}.deleting-{os.getpid()}")
+            os.rename(self.path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
         resuming = self.config_path.exists()
         if resuming:
             self.check_identity(identity)

@@ -7,7 +7,8 @@ numbers (the leaderboard and plots are rendered from them)::
     <study>/study.json                  what was asked (its identity must match to resume)
     <study>/runs/base/                  the base model's eval run
     <study>/runs/<trainer>/step-<N>/    one eval run per checkpoint (meta: method, step, cost)
-    <study>/train/<trainer>/            the trainer's output_dir (checkpoints, train_log.jsonl, plots/)
+    <study>/train/<trainer>/            the trainer's output_dir (checkpoints, train_log.jsonl, plots/ of
+                                        loss and rewards against step)
     <study>/leaderboard.{md,csv,html}
     <study>/plots/<trainer>_eval.png    ID and OOD metric against step (step 0 = base)
 
@@ -46,7 +47,8 @@ class StudyConfig:
     #: shortcuts that win over the file and --set: optimizer steps, steps between checkpoints, seed
     max_steps: int | None = None
     eval_every: int | None = None
-    seed: int = 0
+    #: None: each trainer's own (config file, --set, default 0); evals use it or 0
+    seed: int | None = None
     #: eval of the base and of every checkpoint (see harness eval)
     eval_limit: int | None = 300
     eval_batch_size: int = 16
@@ -88,6 +90,9 @@ def prepare(cfg: StudyConfig) -> Prepared:
         raise UsageError(f"--trainers names a trainer twice: {','.join(cfg.trainers)}")
     check_number("--max_steps", cfg.max_steps, minimum=1, integer=True)
     check_number("--eval_every", cfg.eval_every, minimum=1, integer=True)
+    check_number("--eval_limit", cfg.eval_limit, minimum=1, integer=True)
+    check_number("--eval_batch_size", cfg.eval_batch_size, minimum=1, integer=True, allow_none=False)
+    check_number("--seed", cfg.seed, minimum=0, integer=True)
     bad = [f for f in cfg.formats if f not in FORMATS]
     if bad or not cfg.formats:
         raise UsageError(f"--format: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
@@ -114,8 +119,8 @@ def prepare(cfg: StudyConfig) -> Prepared:
 
 def _eval_config(cfg: StudyConfig, model: str, out: Path, meta: dict[str, Any]) -> EvalConfig:
     return EvalConfig(model=model, tasks=[cfg.suite], model_args=dict(cfg.model_args), limit=cfg.eval_limit,
-                      batch_size=cfg.eval_batch_size, seed=cfg.seed, n_boot=cfg.bootstrap, output_path=str(out),
-                      progress=cfg.progress, meta={"model": Path(cfg.model.rstrip("/")).name, "seed": cfg.seed, **meta})
+                      batch_size=cfg.eval_batch_size, seed=cfg.seed or 0, n_boot=cfg.bootstrap, output_path=str(out),
+                      progress=cfg.progress, meta={"model": Path(cfg.model.rstrip("/")).name, "seed": cfg.seed or 0, **meta})
 
 
 def _check_identity(root: Path, cfg: StudyConfig, plans) -> None:
@@ -193,11 +198,10 @@ def render(root: Path, baseline: str, formats: tuple[str, ...] = FORMATS, traine
 
 
 def plot_study(root: Path, trainers: list[str]) -> list[Path]:
-    """Per trainer: the primary metric of every ID and OOD split against step (step 0 = base),
-    and the training curves (loss, rewards) from its log."""
+    """Per trainer: the primary metric of every ID and OOD split against step (step 0 = base).
+    (The training curves, loss and rewards, are each trainer's own: train/<name>/plots/.)"""
     from leaderboards.collect import collect
-    from trainers.plots import plot_eval_curves, plot_training
-    from trainers.train_log import read_log
+    from trainers.plots import plot_eval_curves
 
     runs = collect([root / "runs"]).runs
     written = []
@@ -214,7 +218,4 @@ def plot_study(root: Path, trainers: list[str]) -> list[Path]:
         if rows:
             written.append(plot_eval_curves(rows, root / "plots" / f"{name}_eval.png",
                                             title=f"{name}: ID and OOD primary metric by step", metric_label="score (%)"))
-        log = root / "train" / name / "train_log.jsonl"
-        if log.exists():
-            written += plot_training(read_log(log), root / "plots" / name, title=name)
     return written

@@ -72,23 +72,30 @@ def check_model_dir(path: Path) -> None:
             raise UsageError(f"weights file {w} is empty; was the save interrupted?")
 
 
-def check_adapter_dir(path: Path) -> Path:
-    """A PEFT adapter directory; returns its base model directory (checked too)."""
+def adapter_base(path: Path) -> str | Path:
+    """The base model a PEFT adapter directory names: a directory (as stored, or relative
+    to the adapter when only that exists) or a hub id."""
     cfg = read_json_file(path / "adapter_config.json", "adapter config")
     base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
     if not base:
         raise UsageError(f"{path / 'adapter_config.json'} has no base_model_name_or_path")
+    stored = Path(str(base)).expanduser()
+    if not stored.exists() and (path / stored).exists():
+        return path / stored
+    return stored if stored.exists() else str(base)
+
+
+def check_adapter_dir(path: Path) -> str | Path:
+    """A PEFT adapter directory; returns its base model (a directory is checked too)."""
+    base = adapter_base(path)
     if not any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
         raise UsageError(f"adapter directory {path} holds no adapter_model.safetensors; was the save interrupted?")
-    base_path = Path(base).expanduser()
-    if not base_path.exists() and (path / base).exists():
-        base_path = path / base
-    if base_path.is_dir():
-        check_model_dir(base_path)
-    return base_path
+    if isinstance(base, Path) and base.is_dir():
+        check_model_dir(base)
+    return base
 
 
-def check_output_dir(path: Path, *, overwrite: bool = False, marker: str = "config.json", what: str = "run") -> None:
+def check_output_dir(path: Path, *, marker: str = "config.json", what: str = "run") -> None:
     """An output directory we may create or reuse: not a file, not a foreign non-empty
     directory (``--overwrite`` deletes, so it must only ever delete our own), writable."""
     if path.exists() and not path.is_dir():

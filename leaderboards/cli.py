@@ -22,7 +22,7 @@ into each run's config.json (label, model, method, checkpoint, seed, cost); a ru
 without one is the row "<model> base". Columns: each ID and OOD split's primary
 metric in %, ID/OOD averages (unweighted over splits), deltas in points against the
 baseline row, and a paired significance test of each row against the baseline on the
-samples both runs scored: a sign-flip permutation test (scipy) for per-sample metrics
+samples both runs scored: a sign-flip permutation test (exact for 0/1 scores: McNemar) for per-sample metrics
 and their averages, a paired bootstrap through the task's own corpus_metrics for
 corpus metrics such as mAP. Best value per column bold, second underlined.
 """

@@ -308,7 +308,7 @@ def test_internal_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch,
     monkeypatch.setattr("harness.rescoring.score_predictions", boom)
     preds = write_lines(tmp_path / "p.jsonl", [good_line(0)])
     code, err = run_cli(["score", "--task", TASK, "--predictions", str(preds)], capsys)
-    expect_error(code, err, r"RuntimeError: something broke \(an internal error; rerun with --debug", exit_code=1)
+    expect_error(code, err, r"RuntimeError: something broke \(an internal error; rerun with --debug", exit_code=3)
     with pytest.raises(RuntimeError):
         main(["score", "--task", TASK, "--predictions", str(preds), "--debug"])
 

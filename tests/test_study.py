@@ -42,7 +42,7 @@ def test_study_directory_holds_runs_checkpoints_leaderboard_and_plots(study):
     assert [r["label"] for r in rows] == ["base", "sft@2", "sft@4", "grpo@2", "grpo@4"]  # in --trainers order
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "plots/sft_eval.png", "plots/grpo_eval.png"):
         assert (study / name).is_file(), name
-    assert any((study / "plots" / "grpo").glob("*.png"))
+    assert any((study / "train" / "grpo" / "plots").glob("*.png"))
     # every row is an ordinary run directory whose aggregates the table repeats
     for r in rows:
         run = Path(next(x for x in csv.DictReader(io.StringIO((study / "leaderboard.csv").read_text()))
@@ -84,6 +84,16 @@ def test_sigkill_mid_training_then_rerun_gives_the_same_leaderboard(study, tmp_p
     assert not (out / "leaderboard.csv").exists()
     assert main(["train-and-eval", *SMALL, "--output_path", str(out)]) == 0
     assert scores(out) == scores(study)
+    # and the final weights themselves: the checkpoint evals inside training (which seed
+    # torch) must not change what GRPO samples after them
+    from safetensors.torch import load_file
+
+    for trainer in ("sft", "grpo"):
+        name = f"train/{trainer}/checkpoints/step-000004/adapter_model.safetensors"
+        resumed, uninterrupted = load_file(str(out / name)), load_file(str(study / name))
+        assert resumed.keys() == uninterrupted.keys()
+        for key in resumed:
+            assert (resumed[key] == uninterrupted[key]).all(), (trainer, key)
 
 
 def test_bad_study_arguments_are_refused_before_any_model_loads(tmp_path, capsys):
@@ -96,7 +106,8 @@ def test_bad_study_arguments_are_refused_before_any_model_loads(tmp_path, capsys
         (["--trainers", ","], r"--trainers is empty"),
         (["--trainers", "sft", "--suite", "synth_nope"], r"unknown suite 'synth_nope'"),
         (["--trainers", "sft", "--max_steps", "0"], r"--max_steps must be >= 1"),
-        (["--trainers", "sft", "--eval_limit", "0"], r"--limit must be >= 1"),
+        (["--trainers", "sft", "--eval_limit", "0"], r"--eval_limit must be >= 1"),
+        (["--trainers", "sft", "--eval_batch_size", "0"], r"--eval_batch_size must be >= 1"),
         (["--trainers", "sft", "--set", "sft.learning_rate=fast"], r"learning_rate"),
         (["--trainers", "sft", "--set", "sft.lerning_rate=1e-4"], r"did you mean 'learning_rate'"),
         (["--trainers", "sft", "--config", str(cfg)], r"bad.yaml"),

@@ -6,11 +6,12 @@ configs and checks must not pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
@@ -36,7 +37,6 @@ class HarnessCallback(TrainerCallback):
         self.publish = publish
         self.on_checkpoint = on_checkpoint
         self.counters = counters
-        self.published: list[Any] = []
         self.last_metrics: dict[str, float] = {}
         #: True once a step has begun: the resume state (weights, optimizer, RNG) has loaded
         self.started = False
@@ -78,11 +78,33 @@ class HarnessCallback(TrainerCallback):
         step = state.global_step
         ckpt = self.publish(Path(args.output_dir) / f"checkpoint-{step}", step, self.meter.to_dict(),
                             dict(self.last_metrics), step >= state.max_steps)
-        self.published.append(ckpt)
         if self.on_checkpoint is not None:
             paused = time.perf_counter()
-            self.on_checkpoint(ckpt)
+            with isolated_from_training():
+                self.on_checkpoint(ckpt)
             self._wall_offset -= time.perf_counter() - paused  # scoring is not training time
+
+
+@contextlib.contextmanager
+def isolated_from_training() -> Iterator[None]:
+    """What a checkpoint callback does (an eval seeds torch, sets thread counts) must not
+    change what training does next: the RNG streams and the thread count are restored, so
+    an uninterrupted run samples exactly what a run resumed from this checkpoint (whose
+    saved RNG state predates the callback) samples."""
+    import random
+
+    import numpy as np
+    import torch
+
+    threads = torch.get_num_threads()
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 class NamedProgress(ProgressCallback):

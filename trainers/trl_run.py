@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from harness.conventions import ModelConventions
 from harness.errors import HarnessError, UsageError
 from harness.suite import Suite
+from harness.validation import adapter_base as harness_adapter_base
 from trainers.base import Checkpoint, OnCheckpoint, Trainer, TrainerConfig
 from trainers.rows import Row, TrainRows, model_conventions
 from trainers.run_dir import (
@@ -92,13 +93,7 @@ def check_model_dir(model_dir: str) -> Path:
 
 
 def adapter_base(adapter_dir: Path) -> Path:
-    import json
-
-    cfg = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    base = Path(str(cfg.get("base_model_name_or_path") or "")).expanduser()
-    if not base.is_absolute() and (adapter_dir / base).exists():
-        base = adapter_dir / base  # stored relative to the adapter, as the hf backend allows
-    return base
+    return Path(harness_adapter_base(adapter_dir))
 
 
 MERGED = "base_merged"

@@ -10,7 +10,6 @@ applied, so the numbers mean the same thing as in the other backends.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -22,7 +21,7 @@ from harness.compat.torchvision_cpu import ensure_torchvision
 from harness.conventions import BOX_SPACES, ModelConventions, conventions_for
 from harness.errors import UsageError
 from harness.prompt import Prompt
-from harness.validation import WEIGHT_SUFFIXES, check_adapter_dir, check_model_dir, check_number
+from harness.validation import WEIGHT_SUFFIXES, adapter_base, check_adapter_dir, check_model_dir, check_number
 
 DTYPES = {
     "float32": "float32",
@@ -221,7 +220,8 @@ class HFBackend(Backend):
 
     @classmethod
     def check_args(cls, model: str | os.PathLike | None, **args: Any) -> None:
-        """Options and model directory, checked without importing torch or transformers."""
+        """Options and model directory, checked without loading anything (torch is imported
+        only to ask whether a requested CUDA device exists)."""
         unknown = sorted(set(args) - set(cls.ARGS))
         if unknown:
             raise UsageError(f"unknown --model_args for backend 'hf': {', '.join(unknown)}. Valid: "
@@ -274,16 +274,11 @@ class HFBackend(Backend):
         base: Any = model
         local = Path(model).expanduser()
         if (local / "adapter_config.json").is_file():
-            cfg = json.loads((local / "adapter_config.json").read_text())
-            base = cfg.get("base_model_name_or_path")
-            if not base:
-                raise ValueError(f"{local}/adapter_config.json has no base_model_name_or_path")
-            if not Path(base).expanduser().exists() and (local / base).exists():
-                base = local / base  # a base path stored relative to the adapter
+            base = adapter_base(local)
             adapters.append(local)
         elif local.is_dir():
             base = local
-        if adapter is not None:
+        if adapter not in (None, ""):
             a = Path(adapter).expanduser()
             if not (a / "adapter_config.json").is_file():
                 raise ValueError(f"adapter={adapter!r} is not a PEFT adapter directory (no adapter_config.json)")

@@ -53,6 +53,10 @@ def check_shipped(directory: Path = SHIPPED_TINY) -> dict:
     from harness.models.tiny import INFO_FILE, SHIPPED_FILES, SHIPPED_WEIGHTS, sha256_file
 
     fix = "reinstall the package, or run `harness build-tiny --ship` to rebuild and ship it"
+    if not directory.is_dir():
+        leftover = sorted(directory.parent.glob(f".{directory.name}.old-*"))
+        hint = f" (an interrupted --ship left {leftover[-1]}: rename it back)" if leftover else ""
+        raise HarnessError(f"the shipped tiny model is missing from {directory}{hint}: {fix}")
     missing = [f for f in SHIPPED_FILES if not (directory / f).is_file()]
     if missing:
         raise HarnessError(f"the shipped tiny model in {directory} lacks {', '.join(missing)}: {fix}")
@@ -67,16 +71,11 @@ def check_shipped(directory: Path = SHIPPED_TINY) -> dict:
 
 
 def resolve_embedded(name: str, progress: bool = True) -> str:
-    """The directory of an embedded model: the shipped one (no build). Only where the
-    package carries no shipped copy at all (a checkout stripped of binary files) is the
-    recipe built into the cache instead; a damaged copy is an error, never a silent rebuild."""
+    """The directory of an embedded model: the shipped one, checked, never rebuilt behind
+    the user's back (a rebuild elsewhere is another model, and the reference numbers are
+    this one's)."""
     if name not in EMBEDDED:
         raise UnknownName(f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED)}")
-    if not SHIPPED_TINY.exists():
-        import sys
-
-        print(f"harness: no shipped tiny model in {SHIPPED_TINY}; building the recipe instead", file=sys.stderr)
-        return build_tiny(progress=progress)
     check_shipped(SHIPPED_TINY)
     return str(SHIPPED_TINY)
 

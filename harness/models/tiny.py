@@ -759,6 +759,9 @@ def export_half(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     info = read_info(src)
     if not info.get("pretrained"):
         raise ValueError(f"{src} is not a pretrained tiny model (no 'pretrained' in {INFO_FILE})")
+    missing = [f for f in SHIPPED_FILES if f != INFO_FILE and not (src / f).is_file()]
+    if missing:
+        raise ValueError(f"{src} lacks {', '.join(missing)}: not a complete model directory to ship")
     tensors = load_file(str(src / SHIPPED_WEIGHTS))
     half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     tmp = dst.with_name(f".{dst.name}.export-{os.getpid()}")
@@ -766,7 +769,7 @@ def export_half(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     tmp.mkdir(parents=True)
     try:
         for name in SHIPPED_FILES:
-            if name not in (SHIPPED_WEIGHTS, INFO_FILE) and (src / name).exists():
+            if name not in (SHIPPED_WEIGHTS, INFO_FILE):
                 shutil.copy2(src / name, tmp / name)
         for extra in src.glob("*.jinja"):  # the chat template, where transformers saves it apart
             shutil.copy2(extra, tmp / extra.name)
