@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from harness.atomic import write_json_atomic
 from harness.errors import HarnessError, UsageError
 from harness.records import RecordWriter, iter_records, read_records
-from harness.validation import read_json_file
+from harness.validation import identity_diff, read_json_file
 
 # What the evaluator relies on in every record it reads back.
 RECORD_KEYS = ("sample_id", "index", "scores")
@@ -60,10 +60,14 @@ class RunDir:
         if cfg is None:
             return
         old = cfg.get("identity", {})
-        keys = set(old) | set(identity) if keys is None else keys
-        diff = {k: (old.get(k), identity.get(k)) for k in keys if old.get(k) != identity.get(k)}
+        diff = identity_diff(old, identity, keys)
         if diff:
-            lines = "\n".join(f"  {k}: recorded {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+            def at(d: dict, key: str):
+                for part in key.split("."):
+                    d = d.get(part) if isinstance(d, dict) else None
+                return d
+
+            lines = "\n".join(f"  {k}: recorded {at(old, k)!r}, now {at(identity, k)!r}" for k in diff)
             raise ConfigMismatch(
                 f"{self.path} holds a run with a different configuration:\n{lines}\n"
                 "Use another --output_path, or --overwrite to discard the old run."

@@ -125,13 +125,13 @@ def _eval_config(cfg: StudyConfig, model: str, out: Path, meta: dict[str, Any]) 
 
 def _check_identity(root: Path, cfg: StudyConfig, plans) -> None:
     """A study directory is resumed only by the same study (same trainers and configs)."""
-    from harness.validation import read_json_file
+    from harness.validation import identity_diff, read_json_file
 
     identity = {**cfg.identity(), "trainer_configs": {t.name: c.identity() for t, c in plans}}
     path = root / STUDY_FILE
     if path.exists():
-        old = read_json_file(path, "study file").get("identity", {})
-        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        recorded = read_json_file(path, "study file")
+        diff = identity_diff(recorded.get("identity") if isinstance(recorded, dict) else None, identity)
         if diff:
             raise UsageError(f"{root} holds a study with a different {', '.join(diff)}; use another --output_path "
                              "(a study is resumed only by the same command)")

@@ -54,6 +54,23 @@ def read_json_file(path: Path, what: str) -> Any:
         raise UsageError(f"{what} {path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or remove it") from None
 
 
+def identity_diff(old: Any, new: dict[str, Any], keys: set[str] | None = None) -> list[str]:
+    """The keys (``key.subkey`` one level into mappings) on which a recorded identity and a
+    new one differ: what every resumable directory (run, training run, study) checks."""
+    old = old if isinstance(old, dict) else {}
+    keys = set(old) | set(new) if keys is None else keys
+    out: list[str] = []
+    for k in sorted(keys):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{s}" for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
+        else:
+            out.append(k)
+    return out
+
+
 def check_model_dir(path: Path) -> None:
     """A Hugging Face model directory: a readable ``config.json`` naming a
     ``model_type``, and weight files (or a sharded index)."""

@@ -14,14 +14,13 @@ Every key is optional; without them a run is ``model = config["model"]``,
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import read_json
 from harness.errors import UsageError
+from harness.validation import read_json_file
 
 COST_KEYS = ("wall_s", "generated_tokens", "optimizer_steps")
 
@@ -56,10 +55,7 @@ class Collection:
 
 
 def _read(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    return read_json_file(path, "run file")
 
 
 def is_run_dir(path: Path) -> bool:

@@ -30,14 +30,14 @@ The baseline file (JSON, written by ``--write``, meant to be committed)::
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import read_json, write_json_atomic
+from harness.atomic import write_json_atomic
 from harness.errors import UsageError
+from harness.validation import read_json_file
 from leaderboards.collect import RunSummary, is_run_dir, load_run
 from leaderboards.table import render_text
 
@@ -74,10 +74,7 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"no baseline file at {path}; create it with: harness regress RUN --baseline {path} --write")
-    try:
-        data = read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read baseline {path}: {exc}") from None
+    data = read_json_file(path, "baseline")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UsageError(f"{path} is not a harness baseline file (expected \"format\": \"{FORMAT}\")")
     tasks = data.get("tasks")

@@ -350,4 +350,4 @@ def test_cli_usage_errors_exit_2(study, tmp_path, capsys):
     (broken / "config.json").write_text("{")
     (broken / "aggregates.json").write_text("[]")
     assert main(["leaderboard", str(broken)]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "config.json is not valid JSON" in capsys.readouterr().err

@@ -167,7 +167,7 @@ def test_prepare_mismatch_on_added_or_removed_key(tmp_path):
     run.prepare(IDENTITY, {})
     with pytest.raises(ConfigMismatch, match="temperature: recorded None, now 0.7"):
         run.prepare({**IDENTITY, "temperature": 0.7}, {})
-    with pytest.raises(ConfigMismatch, match="model_args: recorded"):
+    with pytest.raises(ConfigMismatch, match="model_args.dtype: recorded 'float32', now 'bfloat16'"):
         run.prepare({**IDENTITY, "model_args": {"dtype": "bfloat16"}}, {})
     # a refused prepare does not touch the recorded configuration
     assert run.read_config()["identity"] == IDENTITY

@@ -18,8 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import read_json, write_json_atomic
+from harness.atomic import write_json_atomic
 from harness.errors import HarnessError, UsageError
+from harness.validation import identity_diff, read_json_file
 from trainers.base import CHECKPOINT_INFO, Checkpoint, TrainerConfig
 
 RUN_FILE = "trainer.json"
@@ -46,19 +47,8 @@ def prepare_run(output_dir: Path, identity: dict[str, Any]) -> bool:
     """Record the run's identity, or check it against the recorded one. True if the run existed."""
     path = output_dir / RUN_FILE
     if path.exists():
-        try:
-            old = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{path} is corrupt ({exc}); delete {output_dir} to start the run again") from None
-        if old != identity:
-            keys = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            subkeys = []
-            for k in keys:
-                a, b = old.get(k), identity.get(k)
-                if isinstance(a, dict) and isinstance(b, dict):
-                    subkeys += [f"{k}.{s}" for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
-                else:
-                    subkeys.append(k)
+        subkeys = identity_diff(read_json_file(path, "training run file"), identity)
+        if subkeys:
             raise UsageError(f"{output_dir} holds a run with a different configuration ({', '.join(subkeys)}); "
                              "use another output_dir, or delete this one to start over")
         return True
