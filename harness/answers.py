@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Sequence
 
-from harness.protocol import ProtocolProfile
+from harness.parsed import Parsed
+from harness.protocol import TWO_WAY_SUBSTRING, WHOLE_WORD, ProtocolProfile
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 _THINK_TAG = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
@@ -36,19 +38,43 @@ def has_format_tags(text: str) -> bool:
 
 
 def normalize_text(text: str) -> str:
-    text = text.lower().strip()
+    """The documented normalisation of class answers and labels: lower case, hyphens and
+    underscores as spaces, other punctuation removed, articles (a, an, the) removed,
+    whitespace collapsed. "The Great-White shark." -> "great white shark"."""
+    text = text.lower().strip().replace("-", " ").replace("_", " ")
     text = text.translate(str.maketrans("", "", string.punctuation))
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
 
-def match_label(prediction: str, label: str, profile: ProtocolProfile) -> bool:
-    pred, gold = normalize_text(prediction), normalize_text(label)
-    if not gold:
-        return False
-    if profile.label_matching == "lenient":
-        return re.search(rf"\b{re.escape(gold)}\b", pred) is not None
-    return pred == gold
+def read_label(answer: str, profile: ProtocolProfile) -> Parsed:
+    """A class answer: its normalised text. An empty answer is a parse failure, except
+    under two-way substring matching, where the script it reproduces counts it."""
+    label = normalize_text(answer)
+    if label or (profile.label_matching == TWO_WAY_SUBSTRING and not answer.strip()):
+        return Parsed(answer, label if profile.label_matching != TWO_WAY_SUBSTRING else answer.strip())
+    return Parsed(answer, failure="empty answer" if not answer.strip() else "no words in the answer")
+
+
+def match_label(prediction: str, label: str, profile: ProtocolProfile, synonyms: Sequence[str] = ()) -> bool:
+    """Whether a class answer names the label (or one of its synonyms) under the profile's rule."""
+    names = [label, *synonyms]
+    if profile.label_matching == TWO_WAY_SUBSTRING:
+        # Visual-RFT's check, bug included: on raw stripped lower-case text, either way round,
+        # so "" (in every string) and "dog" for "hot dog" both count
+        pred = prediction.strip().lower()
+        return any(n.strip().lower() in pred or pred in n.strip().lower() for n in names)
+    pred = normalize_text(prediction)
+    for name in names:
+        gold = normalize_text(name)
+        if not gold:
+            continue
+        if profile.label_matching == WHOLE_WORD:
+            if re.search(rf"\b{re.escape(gold)}\b", pred) is not None:
+                return True
+        elif pred == gold:
+            return True
+    return False
 
 
 def parse_number(text: str) -> float | None:

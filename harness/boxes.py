@@ -8,8 +8,13 @@ in :mod:`harness.protocol`.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from harness.conventions import ModelConventions
+    from harness.protocol import ProtocolProfile
 
 Box = tuple[float, float, float, float]
 
@@ -78,6 +83,58 @@ def format_box(box: Sequence[float]) -> str:
     Integer spaces (0-1000, pixels) come from the conventions already rounded and
     print as integers; the 0-1 space keeps three decimals."""
     return "[" + ", ".join(_num(v) for v in box) + "]"
+
+
+def is_finite_box(box: Sequence[float]) -> bool:
+    return len(box) == 4 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)
+
+
+def read_answer_box(answer: str, size: tuple[int, int], conv: ModelConventions,
+                    profile: ProtocolProfile) -> tuple[Box | None, str | None]:
+    """The box an answer gives, in original-image pixels, or (None, why not).
+
+    One place for every grounding parser and reward: which box of several counts
+    (``profile.box_pick``), the model's coordinate space (or the profile's forced one),
+    corner order and clipping are all decided here. Never raises on model output.
+    """
+    boxes = parse_boxes(answer)
+    if not boxes:
+        return None, "no box found"
+    if size[0] <= 0 or size[1] <= 0:
+        return None, "image size unknown (unreadable image)"
+    box = answer_box_to_pixels(boxes[0] if profile.box_pick == "first" else boxes[-1], size, conv, profile)
+    return (box, None) if box is not None else (None, "box coordinates too large to represent")
+
+
+def answer_box_to_pixels(raw: Box, size: tuple[int, int], conv: ModelConventions,
+                         profile: ProtocolProfile) -> Box | None:
+    """A box as written by the model -> original-image pixels under the profile (None: not finite)."""
+    if profile.box_space and profile.box_space != conv.box_space:
+        conv = conv.with_overrides(box_space=profile.box_space)
+    box = conv.to_pixels(raw, size)
+    if not is_finite_box(box):
+        return None
+    if profile.reorder_corners:
+        box = normalize_box(box)
+    if profile.clip_boxes:
+        box = clip_box(box, size)
+    return box
+
+
+#: the ACC@t thresholds every grounding task reports (RefCOCO / Ref-L4 convention)
+GROUNDING_THRESHOLDS = (0.5, 0.75, 0.9)
+
+
+def grounding_scores(pred: Sequence[float], gold: Sequence[float], profile: ProtocolProfile) -> dict[str, float]:
+    """Per-sample grounding metrics: ``acc@t`` for each threshold (``>=`` or ``>`` by the
+    profile) and ``miou`` (this sample's IoU; its mean over samples is mIoU)."""
+    v = iou(tuple(pred), tuple(gold), plus_one=profile.plus_one_pixel)  # type: ignore[arg-type]
+    scores = {f"acc@{t:g}": float(profile.iou_hit(v, t)) for t in GROUNDING_THRESHOLDS}
+    scores["miou"] = v
+    return scores
+
+
+GROUNDING_METRICS = tuple(f"acc@{t:g}" for t in GROUNDING_THRESHOLDS) + ("miou",)
 
 
 def greedy_match(preds: Sequence[Box], gts: Sequence[Box], hit) -> int:

@@ -14,12 +14,12 @@ import hashlib
 import random
 import string
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 from harness import answers
 from harness.conventions import ModelConventions
 from harness.errors import UnknownName, UsageError
+from harness.parsed import Parsed
 from harness.prompt import Prompt
 from harness.protocol import ProtocolProfile
 from harness.sample import Sample
@@ -27,20 +27,6 @@ from harness.sample import Sample
 OPEN, MC, YESNO = "open", "mc", "yesno"
 FORMATS = (OPEN, MC, YESNO)
 ROLES = ("train", "id", "ood", "pretrain")
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """What a parser read from an output: the extracted answer text, a JSON-able
-    value in internal conventions (absolute pixels for boxes), or why it failed."""
-
-    answer: str
-    value: Any = None
-    failure: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
 
 
 def stable_rng(*parts: Any) -> random.Random:
@@ -158,15 +144,15 @@ class Task(ABC):
 
     def parse(self, output: str, sample: Sample, conv: ModelConventions, profile: ProtocolProfile) -> Parsed:
         answer = answers.extract_answer(output, profile)
+        if self.fmt == OPEN:  # the family decides about an empty answer (a profile may accept it)
+            return self.parse_open(answer, sample, conv, profile)
         if not answer:
             return Parsed(answer, failure="empty answer")
         if self.fmt == MC:
             idx = answers.parse_choice(answer, self.n_options)
             return Parsed(answer, idx) if idx is not None else Parsed(answer, failure="no option letter")
-        if self.fmt == YESNO:
-            yn = answers.parse_yesno(answer)
-            return Parsed(answer, yn) if yn is not None else Parsed(answer, failure="no yes/no")
-        return self.parse_open(answer, sample, conv, profile)
+        yn = answers.parse_yesno(answer)
+        return Parsed(answer, yn) if yn is not None else Parsed(answer, failure="no yes/no")
 
     def score(self, parsed: Parsed, sample: Sample, conv: ModelConventions, profile: ProtocolProfile) -> dict[str, float]:
         if not parsed.ok:

@@ -11,7 +11,16 @@ import random
 from typing import Any, Iterator
 
 from harness import answers
-from harness.boxes import clip_box, format_box, greedy_match, iou, normalize_box, parse_boxes
+from harness.boxes import (
+    GROUNDING_METRICS,
+    answer_box_to_pixels,
+    format_box,
+    greedy_match,
+    grounding_scores,
+    iou,
+    parse_boxes,
+    read_answer_box,
+)
 from harness.errors import UnknownName
 from harness.sample import ImageRef, Sample
 from harness.task import Parsed, Task
@@ -127,8 +136,7 @@ class ShapeClassification(SyntheticTask):
         return sample.target
 
     def parse_open(self, answer, sample, conv, profile):
-        label = answers.normalize_text(answer)
-        return Parsed(answer, label) if label else Parsed(answer, failure="empty label")
+        return answers.read_label(answer, profile)
 
     def score_open(self, value, sample, profile):
         return {"acc": float(answers.match_label(value, sample.target, profile))}
@@ -188,7 +196,7 @@ class Grounding(SyntheticTask):
     (LISA-like: the referent must be inferred from world knowledge)."""
 
     family = "grounding"
-    open_metrics = ("acc@0.5", "miou")
+    open_metrics = GROUNDING_METRICS
     max_new_tokens = 24
     expression = "short"
     n_objects: tuple[int, int] = (2, 3)
@@ -226,18 +234,11 @@ class Grounding(SyntheticTask):
         return format_box(conv.from_pixels(tuple(sample.target), sample.images[0].size))
 
     def parse_open(self, answer, sample, conv, profile):
-        boxes = parse_boxes(answer)
-        if not boxes:
-            return Parsed(answer, failure="no box found")
-        size = sample.images[0].size
-        box = normalize_box(conv.to_pixels(boxes[0], size))
-        if profile.clip_boxes:
-            box = clip_box(box, size)
-        return Parsed(answer, list(box))
+        box, failure = read_answer_box(answer, sample.images[0].size, conv, profile)
+        return Parsed(answer, list(box)) if box is not None else Parsed(answer, failure=failure)
 
     def score_open(self, value, sample, profile):
-        v = iou(tuple(value), tuple(sample.target), plus_one=profile.plus_one_pixel)
-        return {"acc@0.5": float(profile.iou_hit(v)), "miou": v}
+        return grounding_scores(value, sample.target, profile)
 
     def wrong_answers(self, sample, conv, rng, k):
         size = sample.images[0].size
@@ -318,8 +319,9 @@ class Detection(SyntheticTask):
         size = sample.images[0].size
         boxes = []
         for b in parse_boxes(answer):
-            box = normalize_box(conv.to_pixels(b, size))
-            boxes.append(list(clip_box(box, size) if profile.clip_boxes else box))
+            box = answer_box_to_pixels(b, size, conv, profile)
+            if box is not None:
+                boxes.append(list(box))
         if not boxes and "no object" not in answer.lower():
             return Parsed(answer, failure="no box found")
         return Parsed(answer, boxes)
