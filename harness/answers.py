@@ -10,7 +10,7 @@ import string
 from typing import Sequence
 
 from harness.parsed import Parsed
-from harness.protocol import TWO_WAY_SUBSTRING, WHOLE_WORD, ProtocolProfile
+from harness.protocol import EXACT_LOWER, NO_TAGS, REQUIRED_TAGS, TWO_WAY_SUBSTRING, WHOLE_WORD, ProtocolProfile
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 _THINK_TAG = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
@@ -22,14 +22,24 @@ _WORD_NUMBERS = {
 }
 
 
-def extract_answer(text: str, profile: ProtocolProfile) -> str:
-    """The part of a model output that holds the answer."""
-    if profile.use_answer_tags:
-        m = _ANSWER_TAG.search(text)
-        if m:
-            return m.group(1).strip()
-        text = _THINK_TAG.sub("", text)
-    return text.strip()
+_ANSWER_TAG_LINE = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE)
+_ANSWER_TAG_CLOSED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+
+
+def extract_answer(text: str, profile: ProtocolProfile, kind: str = "text") -> str | None:
+    """The part of a model output that holds the answer, by the profile's rule
+    (``kind="box"`` uses the profile's box-answer rule where it has one); None when the
+    rule requires <answer> tags and the output has none."""
+    mode = profile.box_answer_tags if kind == "box" and profile.box_answer_tags else profile.answer_tags
+    if mode == NO_TAGS:
+        return text.strip()
+    if mode == REQUIRED_TAGS:
+        m = (_ANSWER_TAG_CLOSED if profile.answer_tags_multiline else _ANSWER_TAG_LINE).search(text)
+        return m.group(1).strip() if m else None
+    m = _ANSWER_TAG.search(text)
+    if m:
+        return m.group(1).strip()
+    return _THINK_TAG.sub("", text).strip()
 
 
 def has_format_tags(text: str) -> bool:
@@ -47,23 +57,38 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def _squash(text: str) -> str:
+    # Visual-RFT's normalisation: spaces and underscores removed, lower case
+    return text.replace(" ", "").replace("_", "").lower()
+
+
+def _dc_sft(text: str) -> str:
+    return text.strip().strip(".").lower()
+
+
 def read_label(answer: str, profile: ProtocolProfile) -> Parsed:
-    """A class answer: its normalised text. An empty answer is a parse failure, except
-    under two-way substring matching, where the script it reproduces counts it."""
-    label = normalize_text(answer)
-    if label or (profile.label_matching == TWO_WAY_SUBSTRING and not answer.strip()):
-        return Parsed(answer, label if profile.label_matching != TWO_WAY_SUBSTRING else answer.strip())
+    """A class answer, normalised by the profile's rule. An empty answer is a parse
+    failure, except under two-way substring matching, where the script it reproduces
+    counts it as correct."""
+    if profile.label_matching == TWO_WAY_SUBSTRING:
+        return Parsed(answer, _squash(answer))
+    label = _dc_sft(answer) if profile.label_matching == EXACT_LOWER else normalize_text(answer)
+    if label:
+        return Parsed(answer, label)
     return Parsed(answer, failure="empty answer" if not answer.strip() else "no words in the answer")
 
 
 def match_label(prediction: str, label: str, profile: ProtocolProfile, synonyms: Sequence[str] = ()) -> bool:
-    """Whether a class answer names the label (or one of its synonyms) under the profile's rule."""
-    names = [label, *synonyms]
+    """Whether a class answer names the label (or, if the profile uses them, one of its
+    synonyms) under the profile's rule."""
+    names = [label, *synonyms] if profile.use_synonyms else [label]
     if profile.label_matching == TWO_WAY_SUBSTRING:
-        # Visual-RFT's check, bug included: on raw stripped lower-case text, either way round,
-        # so "" (in every string) and "dog" for "hot dog" both count
-        pred = prediction.strip().lower()
-        return any(n.strip().lower() in pred or pred in n.strip().lower() for n in names)
+        # Visual-RFT's check, bug included: either way round, so "" (in every string)
+        # and "dog" for "hot dog" both count
+        pred = _squash(prediction)
+        return any(_squash(n) in pred or pred in _squash(n) for n in names)
+    if profile.label_matching == EXACT_LOWER:
+        return any(_dc_sft(prediction) == _dc_sft(n) and _dc_sft(n) for n in names)
     pred = normalize_text(prediction)
     for name in names:
         gold = normalize_text(name)

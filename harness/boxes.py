@@ -29,14 +29,27 @@ _PAIR_BOX = re.compile(
 )
 
 
-def parse_boxes(text: str) -> list[Box]:
+# What paper scripts accept (protocol.BOX_SYNTAXES); "any" is ours: both forms above.
+_INT_PAIRS = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*,\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")  # Visual-RFT LISA
+_FLOAT = r"\s*(-?\d*\.?\d+)\s*"
+_FLOAT_LIST = re.compile(rf"\[{_FLOAT},{_FLOAT},{_FLOAT},{_FLOAT}\]")  # lmms-eval, DC-SFT, Curr-ReFT
+# VLM-R1: integers in a list inside a {...} JSON object; the greedy .* makes it the last such list
+_JSON_INT = re.compile(r"\{.*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)]\s*.*\}", re.DOTALL)
+
+
+def parse_boxes(text: str, syntax: str = "any") -> list[Box]:
     """All boxes written in ``text``, in order of appearance, in the text's own space.
 
-    Accepts ``[x1, y1, x2, y2]`` and ``(x1,y1),(x2,y2)``. Coordinates are not
-    validated here (a model may write x2 < x1); :func:`normalize_box` does that.
+    ``any`` accepts ``[x1, y1, x2, y2]`` and ``(x1,y1),(x2,y2)``; the other syntaxes are
+    the narrower patterns of paper scripts (see :mod:`harness.protocol`). Coordinates are
+    not validated here (a model may write x2 < x1); :func:`normalize_box` does that.
     """
+    if syntax == "json_int":
+        m = _JSON_INT.search(text)
+        return [tuple(float(g) for g in m.groups())] if m else []  # type: ignore[list-item]
+    patterns = {"any": (_BRACKET_BOX, _PAIR_BOX), "pairs_int": (_INT_PAIRS,), "list_float": (_FLOAT_LIST,)}[syntax]
     found: list[tuple[int, Box]] = []
-    for pattern in (_BRACKET_BOX, _PAIR_BOX):
+    for pattern in patterns:
         for m in pattern.finditer(text):
             found.append((m.start(), tuple(float(g) for g in m.groups())))  # type: ignore[misc]
     found.sort(key=lambda item: item[0])
@@ -60,13 +73,15 @@ def box_area(box: Box, plus_one: bool = False) -> float:
     return max(0.0, box[2] - box[0] + extra) * max(0.0, box[3] - box[1] + extra)
 
 
-def iou(a: Box, b: Box, plus_one: bool = False) -> float:
+def iou(a: Box, b: Box, plus_one: bool = False, min_overlap: float = 0.0) -> float:
     """Intersection over union. ``plus_one`` is the legacy inclusive-pixel convention
-    (width = x2 - x1 + 1) used by some evaluation scripts; it is a protocol choice."""
+    (width = x2 - x1 + 1) used by some evaluation scripts; ``min_overlap``: an overlap no
+    wider or taller than this counts as none (VLM-R1's formula drops <= 1 px). Both are
+    protocol choices."""
     extra = 1.0 if plus_one else 0.0
     iw = min(a[2], b[2]) - max(a[0], b[0]) + extra
     ih = min(a[3], b[3]) - max(a[1], b[1]) + extra
-    if iw <= 0 or ih <= 0:
+    if iw <= min_overlap or ih <= min_overlap:
         return 0.0
     inter = iw * ih
     union = box_area(a, plus_one) + box_area(b, plus_one) - inter
@@ -97,7 +112,7 @@ def read_answer_box(answer: str, size: tuple[int, int], conv: ModelConventions,
     (``profile.box_pick``), the model's coordinate space (or the profile's forced one),
     corner order and clipping are all decided here. Never raises on model output.
     """
-    boxes = parse_boxes(answer)
+    boxes = parse_boxes(answer, profile.box_syntax)
     if not boxes:
         return None, "no box found"
     if size[0] <= 0 or size[1] <= 0:
@@ -109,6 +124,8 @@ def read_answer_box(answer: str, size: tuple[int, int], conv: ModelConventions,
 def answer_box_to_pixels(raw: Box, size: tuple[int, int], conv: ModelConventions,
                          profile: ProtocolProfile) -> Box | None:
     """A box as written by the model -> original-image pixels under the profile (None: not finite)."""
+    if profile.int_coords and is_finite_box(raw):
+        raw = tuple(float(int(v)) for v in raw)  # type: ignore[assignment]
     if profile.box_space and profile.box_space != conv.box_space:
         conv = conv.with_overrides(box_space=profile.box_space)
     box = conv.to_pixels(raw, size)
@@ -128,7 +145,7 @@ GROUNDING_THRESHOLDS = (0.5, 0.75, 0.9)
 def grounding_scores(pred: Sequence[float], gold: Sequence[float], profile: ProtocolProfile) -> dict[str, float]:
     """Per-sample grounding metrics: ``acc@t`` for each threshold (``>=`` or ``>`` by the
     profile) and ``miou`` (this sample's IoU; its mean over samples is mIoU)."""
-    v = iou(tuple(pred), tuple(gold), plus_one=profile.plus_one_pixel)  # type: ignore[arg-type]
+    v = iou(tuple(pred), tuple(gold), plus_one=profile.plus_one_pixel, min_overlap=profile.min_overlap_px)  # type: ignore[arg-type]
     scores = {f"acc@{t:g}": float(profile.iou_hit(v, t)) for t in GROUNDING_THRESHOLDS}
     scores["miou"] = v
     return scores

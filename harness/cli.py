@@ -47,7 +47,18 @@ The study directory holds study.json, runs/ (one eval run per checkpoint), train
 """
 
 
-def parse_kv(text: str | None) -> dict[str, Any]:
+def selection_header(limit: int | None, subsample: int | None, seed: int, profile: str) -> str:
+    """The first line of an eval table: which samples were scored and under which profile."""
+    if subsample is not None:
+        which = f"a seeded random {subsample} samples per task (--subsample {subsample}, seed {seed}), in split order"
+    elif limit is not None:
+        which = f"the first {limit} samples per task (--limit {limit})"
+    else:
+        which = "every sample of each task"
+    return f"scored: {which}; profile: {profile}"
+
+
+def parse_kv(text: str | None, option: str = "--model_args") -> dict[str, Any]:
     """``a=1,b=x,c=true`` -> {'a': 1, 'b': 'x', 'c': True}."""
     out: dict[str, Any] = {}
     if not text:
@@ -56,12 +67,12 @@ def parse_kv(text: str | None) -> dict[str, Any]:
         if not item.strip():
             continue
         if "=" not in item:
-            raise UsageError(f"expected key=value in --model_args, got {item!r}")
+            raise UsageError(f"expected key=value in {option}, got {item!r}")
         k, v = item.split("=", 1)
         if not k.strip():
-            raise UsageError(f"--model_args item {item!r} has no key")
+            raise UsageError(f"{option} item {item!r} has no key")
         if k.strip() in out:
-            raise UsageError(f"--model_args sets {k.strip()!r} twice")
+            raise UsageError(f"{option} sets {k.strip()!r} twice")
         out[k.strip()] = _coerce(v.strip())
     return out
 
@@ -91,13 +102,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(
         model=args.model, tasks=args.tasks.split(","), backend=args.backend, model_args=parse_kv(args.model_args),
-        limit=args.limit, batch_size=args.batch_size, seed=args.seed, profile=args.profile,
+        limit=args.limit, subsample=args.subsample, batch_size=args.batch_size, seed=args.seed, profile=args.profile,
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, n_boot=args.bootstrap,
         output_path=args.output_path, overwrite=args.overwrite, log_samples=args.log_samples,
-        progress=not args.no_progress,
+        progress=not args.no_progress, data_root=args.data_root, data_args=parse_kv(args.data_args, "--data_args"),
     )
     result = run_eval(cfg)
     print()
+    print(selection_header(cfg.limit, cfg.subsample, cfg.seed, cfg.profile))
     print(render_text(eval_rows(result.aggregates)))
     if args.log_samples:
         _print_samples(result.run_dir, result.aggregates)
@@ -124,6 +136,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     if args.output_path:
         check_output_file(Path(args.output_path))
+    configure_data(args)
     agg = score_predictions(args.task, args.predictions, profile=args.profile, box_space=args.box_space,
                             config_path=args.config, n_boot=args.bootstrap, seed=args.seed, limit=args.limit)
     if args.format == "json":
@@ -146,29 +159,116 @@ def cmd_train_and_eval(args: argparse.Namespace) -> int:
         seed=args.seed, eval_limit=args.eval_limit, eval_batch_size=args.eval_batch_size,
         model_args=parse_kv(args.model_args), bootstrap=args.bootstrap, baseline=args.baseline,
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), output_path=args.output_path,
-        progress=not args.no_progress,
+        progress=not args.no_progress, data_root=args.data_root, data_args=parse_kv(args.data_args, "--data_args"),
     )
     print(run_study(cfg))
     return 0
 
 
-def cmd_tasks(args: argparse.Namespace) -> int:
+def configure_data(args: argparse.Namespace) -> None:
+    from harness import data
+
+    data.configure(getattr(args, "data_root", None), parse_kv(getattr(args, "data_args", None), "--data_args"))
+
+
+def _task_rows(names: list[str] | None = None, count: bool = False) -> list[dict[str, Any]]:
+    """One row per task: family, role, data status (cheap file check, or the sample count
+    with ``count``), metrics, source, layout, protocol."""
+    from harness import data
+    from harness.dataset_task import DatasetTask
     from harness.registry import TASKS
 
     rows = []
-    for name in TASKS.names():
-        cls = TASKS.get(name)
-        rows.append({"name": name, "family": cls.family, "role": cls.role, "size": len(cls()),
-                     "metrics": list(cls.open_metrics), "description": cls.description})
+    for name in names or TASKS.names():
+        task = TASKS.get(name)()
+        row: dict[str, Any] = {"name": name, "family": task.family, "role": task.role, "metrics": list(task.open_metrics),
+                               "description": task.description}
+        if isinstance(task, DatasetTask):
+            spec = task.dataset
+            row.update(dataset=spec.name, source=spec.source, layout=spec.layout_line(), protocol=task.protocol,
+                       sample_ids=task.id_doc)
+            try:
+                if count:
+                    row.update(data="found", size=len(task))
+                else:
+                    spec.check()
+                    row.update(data="found", size=None)
+            except data.DatasetMissing as exc:
+                row.update(data="missing", size=None, problem=str(exc))
+        else:
+            row.update(dataset="synthetic", source="generated by the harness (tasks/synthetic)", layout="none: generated",
+                       protocol=getattr(task, "protocol", "") or "see tasks/synthetic/families.py",
+                       data="generated", size=len(task))
+        rows.append(row)
+    return rows
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from harness import data
+
+    configure_data(args)
+    rows = _task_rows()
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
     from leaderboards.table import render_text
 
-    header = ("task", "family", "role", "size", "metrics", "description")
-    print(render_text([(r["name"], r["family"], r["role"], str(r["size"]), ",".join(r["metrics"]), r["description"])
-                       for r in rows], header=header, right=(3,)))
+    header = ("task", "family", "role", "data", "metrics", "description")
+    print(render_text([(r["name"], r["family"], r["role"],
+                        str(r["size"]) if r["size"] is not None else r["data"], ",".join(r["metrics"]), r["description"])
+                       for r in rows], header=header, right=()))
+    root = data.data_root()
+    print(f"\ndata root: {root if root else 'not set (--data_root DIR or $HARNESS_DATA)'}; "
+          "`harness data check` counts samples and says what is missing")
+    datasets: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        datasets.setdefault(r["dataset"], []).append(r)
+    print("\ndatasets: source, layout under the data root, protocol (default profile strict; "
+          "`harness compare-profiles RUN` shows a run under every profile), tasks")
+    for name, members in datasets.items():
+        r = members[0]
+        print(f"  {name} [{r['data']}]\n      source: {r['source']}\n      layout: {r['layout']}\n"
+              f"      protocol: {r['protocol']}\n      tasks: {', '.join(m['name'] for m in members)}")
     print("\nEvery task can be posed open-ended (default), as multiple choice (name:mc) or yes/no (name:yesno).")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from harness import data
+    from harness.registry import TASKS
+    from harness.taskspec import resolve
+    from leaderboards.table import render_text
+
+    configure_data(args)
+    names = [ref.name for ref in resolve(args.tasks)] if args.tasks else [n for n in TASKS.names()
+                                                                          if not n.startswith("synth_")]
+    rows = _task_rows(list(dict.fromkeys(names)), count=True)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        print(render_text([(r["name"], r["dataset"], r["data"], "" if r["size"] is None else str(r["size"]))
+                           for r in rows], header=("task", "dataset", "data", "samples"), right=(3,)))
+        problems: dict[str, list[str]] = {}
+        for r in rows:
+            if r["data"] == "missing":
+                problems.setdefault(r["problem"], []).append(r["name"])
+        for problem, names_ in problems.items():
+            print(f"\n{', '.join(names_)}:\n  {problem}")
+        root = data.data_root()
+        print(f"\ndata root: {root if root else 'not set (--data_root DIR or $HARNESS_DATA)'}")
+    return 1 if any(r["data"] == "missing" for r in rows) else 0
+
+
+def cmd_compare_profiles(args: argparse.Namespace) -> int:
+    from harness.profile_compare import compare_profiles, render_comparison
+
+    configure_data(args)
+    profiles = [p.strip() for p in args.profiles.split(",")] if args.profiles else None
+    table = compare_profiles(args.run, profiles=profiles, n_boot=args.bootstrap)
+    if args.format == "json":
+        print(json.dumps(table, indent=2))
+    else:
+        print(render_comparison(table))
     return 0
 
 
@@ -213,6 +313,13 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data_root", default=None, help="directory holding local datasets in their upstream layouts "
+                   "(default: $HARNESS_DATA); see `harness tasks` and docs/tasks/")
+    p.add_argument("--data_args", default=None, help="per-dataset options as k=v,k=v, e.g. "
+                   "coco_images=/data/coco/train2014 (where RefCOCO's COCO images are)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --debug before or after the command; SUPPRESS keeps a subcommand's default from
     # overwriting a --debug given before it
@@ -238,11 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model_args", default=None,
                    help="backend options as k=v,k=v, e.g. dtype=bfloat16,device=cuda,threads=1,box_space=norm1000")
     e.add_argument("--limit", type=int, default=None, help="score only the first N samples of each task")
+    e.add_argument("--subsample", type=int, default=None,
+                   help="score a seeded random N samples of each task (seed: --seed), kept in split order")
     e.add_argument("--batch_size", type=int, default=8, help="prompts per generate call (default 8)")
     e.add_argument("--output_path", default=None,
                    help="run directory (default: harness_runs/<model>-<config hash>); rerun to resume")
     e.add_argument("--seed", type=int, default=0, help="seed for sampling and bootstrap (default 0)")
-    e.add_argument("--profile", default="strict", help="scoring protocol profile (default strict; also: lenient)")
+    e.add_argument("--profile", default="strict", help="scoring protocol profile (default strict; also lenient and "
+                   "the papers' scripts: visual-rft, vlm-r1, lmms-eval, curr-reft, dc-sft; docs/profiles.md)")
+    add_data_options(e)
     e.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     e.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass in (0, 1] (default 1.0)")
     e.add_argument("--max_new_tokens", type=int, default=None, help="override each task's generation length")
@@ -267,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="only samples among the first N of the task")
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.add_argument("--output_path", default=None, help="also write the aggregate as JSON here")
+    add_data_options(s)
     s.set_defaults(func=cmd_score)
 
     te = sub.add_parser(
@@ -298,12 +410,39 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--output_path", default=None, help="study directory (default harness_studies/<model>-<suite>-"
                     "<trainers>); rerun to resume")
     te.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_data_options(te)
     te.set_defaults(func=cmd_train_and_eval)
 
-    for name, func, text in (("tasks", cmd_tasks, "list tasks"), ("suites", cmd_suites, "list suites and groups")):
-        t = sub.add_parser(name, parents=[common], help=text)
-        t.add_argument("--format", choices=("table", "json"), default="table")
-        t.set_defaults(func=func)
+    t = sub.add_parser("tasks", parents=[common], help="list tasks with their data status, sources, layouts, protocols")
+    t.add_argument("--format", choices=("table", "json"), default="table")
+    add_data_options(t)
+    t.set_defaults(func=cmd_tasks)
+    t = sub.add_parser("suites", parents=[common], help="list suites and groups")
+    t.add_argument("--format", choices=("table", "json"), default="table")
+    t.set_defaults(func=cmd_suites)
+
+    d = sub.add_parser("data", parents=[common], help="check local datasets", description="Local datasets live under "
+                       "the data root (--data_root, else $HARNESS_DATA), each in its upstream layout; see docs/tasks/.")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=Parser)
+    dc = dsub.add_parser("check", parents=[common], help="per task: found / missing / sample count",
+                         description="Reads each task's annotations (no images decoded) and reports found, missing "
+                                     "(with what is missing and what was found) and the sample count. Exit 1 when "
+                                     "any is missing.")
+    dc.add_argument("tasks", nargs="*", help="tasks, suites or groups (default: every task over a local dataset)")
+    dc.add_argument("--format", choices=("table", "json"), default="table")
+    add_data_options(dc)
+    dc.set_defaults(func=cmd_data_check)
+
+    cp = sub.add_parser("compare-profiles", parents=[common], help="a run re-scored under every protocol profile",
+                        description="Re-scores the run's saved outputs under each protocol profile (no model) and "
+                                    "prints each task's metrics per profile, so the gap between evaluation scripts "
+                                    "is a table.")
+    cp.add_argument("run", help="a run directory (from harness eval)")
+    cp.add_argument("--profiles", default=None, help="comma-separated profiles (default: all)")
+    cp.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for CIs (default 0: none)")
+    cp.add_argument("--format", choices=("table", "json"), default="table")
+    add_data_options(cp)
+    cp.set_defaults(func=cmd_compare_profiles)
 
     st = sub.add_parser("setup", parents=[common], help="make this environment work on a CPU-only machine (torchvision shim)",
                         description="Installs torchvision without dependencies if it is missing, and if its "

@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from harness import provenance
+from harness import data, provenance
 from harness.backends.base import Backend, SamplingParams, check_backend_args
 from harness.errors import UsageError
 from harness.protocol import get_profile
@@ -35,6 +35,8 @@ class EvalConfig:
     backend: str = "hf"
     model_args: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    # a seeded random N samples per task (seed = --seed), kept in split order
+    subsample: int | None = None
     batch_size: int = 8
     seed: int = 0
     profile: str = "strict"
@@ -46,6 +48,11 @@ class EvalConfig:
     overwrite: bool = False
     log_samples: bool = False
     progress: bool = True
+    # Where local datasets are (None: $HARNESS_DATA) and per-dataset options such as
+    # coco_images=DIR. Not part of the identity: the dataset fingerprints in provenance
+    # say what was read, and moving the data does not change a run.
+    data_root: str | None = None
+    data_args: dict[str, Any] = field(default_factory=dict)
     # Labels for leaderboards (method, checkpoint, cost, ...): written to config.json,
     # not part of the identity, so labelling a run never invalidates it.
     meta: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +61,9 @@ class EvalConfig:
         """Every option checked before a model is loaded (UsageError names the bad one).
         ``check_backend=False`` when the caller brings its own backend instance."""
         check_number("--limit", self.limit, minimum=1, integer=True)
+        check_number("--subsample", self.subsample, minimum=1, integer=True)
+        if self.limit is not None and self.subsample is not None:
+            raise UsageError("--limit (the first N) and --subsample (a seeded random N) exclude each other; give one")
         check_number("--batch_size", self.batch_size, minimum=1, integer=True, allow_none=False)
         check_number("--seed", self.seed, minimum=0, integer=True, allow_none=False)
         check_number("--temperature", self.temperature, minimum=0, allow_none=False)
@@ -63,18 +73,24 @@ class EvalConfig:
         if not isinstance(self.model_args, dict):
             raise UsageError("model_args must be a mapping of backend options")
         get_profile(self.profile)
+        if not isinstance(self.data_args, dict):
+            raise UsageError("data_args must be a mapping of dataset options")
+        data.configure(self.data_root, self.data_args)
         if check_backend:
             # an embedded name is checked as the directory it names (hash-checked, no build)
             check_backend_args(BACKENDS.get(self.backend), resolve_model(self.model), **self.model_args)
 
     def identity(self) -> dict[str, Any]:
         """What decides the numbers: a resumed run must match all of it."""
-        keys = ("model", "backend", "model_args", "limit", "batch_size", "seed", "profile", "temperature", "top_p",
+        keys = ("model", "backend", "model_args", "limit", "subsample", "batch_size", "seed", "profile", "temperature", "top_p",
                 "max_new_tokens", "n_boot")
         return {k: getattr(self, k) for k in keys}
 
     def default_output_path(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+        identity = self.identity()
+        if identity["subsample"] is None:  # paths of runs made before --subsample existed stay the same
+            del identity["subsample"]
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.model.rstrip("/")).name or "model")
         return str(Path("harness_runs") / f"{slug}-{digest}")
 
@@ -108,6 +124,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     cfg.validate(check_backend=backend is None)
     refs: list[TaskRef] = resolve(cfg.tasks)
     tasks = [(ref, make_task(ref.name, ref.fmt)) for ref in refs]
+    for _, task in tasks:  # a missing or malformed dataset is reported before a model loads
+        len(task)
     profile = get_profile(cfg.profile)
     run_path = Path(cfg.output_path or cfg.default_output_path())
     check_output_dir(run_path)
@@ -117,6 +135,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     backend = backend or make_backend(cfg)
     try:
         conv = backend.conventions
+        if profile.box_space:  # the profile's script asks every model for this space (lmms-eval: 0-1)
+            conv = conv.with_overrides(box_space=profile.box_space)
         model_info = {"name": cfg.model, **backend.describe()}
         run = RunDir(run_path)
         identity = {**cfg.identity(), "model_fingerprint": model_info["fingerprint"], "conventions": conv.to_dict()}
@@ -128,9 +148,12 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         done = {t.full_name: set() if cfg.overwrite else {r["sample_id"] for r in run.read(t.full_name, repair=True)}
                 for _, t in tasks}
         resumed = run.prepare(identity, config, overwrite=cfg.overwrite)
-        run.write_provenance(provenance.collect(model_info, {t.full_name: t.fingerprint() for _, t in tasks}, cfg.seed))
+        notes = {t.full_name: t.notes() for _, t in tasks if hasattr(t, "notes") and t.notes()}
+        run.write_provenance(provenance.collect(model_info, {t.full_name: t.fingerprint() for _, t in tasks}, cfg.seed,
+                                                notes))
 
-        planned = {t.full_name: min(len(t), cfg.limit) if cfg.limit else len(t) for _, t in tasks}
+        chosen = {t.full_name: planned_indices(t, cfg.limit, cfg.subsample, cfg.seed) for _, t in tasks}
+        planned = {name: len(idx) for name, idx in chosen.items()}
         bar = tqdm(total=sum(planned.values()), initial=sum(min(len(d), planned[n]) for n, d in done.items()),
                    disable=not cfg.progress, unit="sample", dynamic_ncols=True)
         for _, task in tasks:
@@ -139,23 +162,27 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
             base = SamplingParams(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
                                   temperature=cfg.temperature, top_p=cfg.top_p)
             batch: list[tuple[int, Any]] = []
+            batch_block = [0]
 
             def flush() -> None:
                 if not batch:
                     return
-                block = batch[0][0] // cfg.batch_size
+                block = batch_block[0]
                 params = SamplingParams(**{**asdict(base), "seed": _batch_seed(cfg.seed, task.full_name, block)})
                 records = _generate_and_score(backend, task, batch, params, conv, profile)
                 writer.append(records)
                 bar.update(len(batch))
                 batch.clear()
 
-            # islice: the sample after the last planned one is never generated
-            for index, sample in enumerate(islice(task.samples(), planned[task.full_name])):
-                # Batches are aligned to index // batch_size whatever was recorded before,
-                # so a resumed run groups (and seeds) samples exactly as a fresh one.
-                if batch and index // cfg.batch_size != batch[0][0] // cfg.batch_size:
+            wanted = chosen[task.full_name]
+            # Batches are aligned to position // batch_size among the planned samples whatever
+            # was recorded before, so a resumed run groups (and seeds) samples exactly as a
+            # fresh one. (Without --subsample a sample's position is its index.)
+            for position, (index, sample) in enumerate(_planned_samples(task, wanted)):
+                if batch and position // cfg.batch_size != batch_block[0]:
                     flush()
+                if not batch:
+                    batch_block[0] = position // cfg.batch_size
                 if sample.id not in done[task.full_name]:
                     batch.append((index, sample))
             flush()
@@ -172,6 +199,27 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     finally:
         if owns_backend:
             backend.close()
+
+
+def planned_indices(task, limit: int | None, subsample: int | None, seed: int) -> list[int]:
+    """The split indices a run scores: all, the first ``limit``, or a seeded random
+    ``subsample`` kept in split order (the same for every format of a task)."""
+    n = len(task)
+    if subsample is not None and subsample < n:
+        from harness.task import stable_rng
+
+        return sorted(stable_rng("subsample", seed, task.name, n).sample(range(n), subsample))
+    return list(range(min(n, limit) if limit else n))
+
+
+def _planned_samples(task, wanted: list[int]):
+    """(index, sample) for the wanted indices; the sample after the last one is never made."""
+    if not wanted:
+        return
+    want = set(wanted)
+    for index, sample in enumerate(islice(task.samples(), wanted[-1] + 1)):
+        if index in want:
+            yield index, sample
 
 
 def _generate(backend: Backend, prompts: list, params: SamplingParams) -> tuple[list, list[str | None]]:

@@ -18,49 +18,81 @@ from typing import Any
 from harness.errors import UnknownName, UsageError
 
 # How a class answer is compared with the label (and its synonyms):
-EXACT = "exact"  # normalised prediction equals a normalised name
+EXACT = "exact"  # our normalisation (answers.normalize_text), then equality
 WHOLE_WORD = "lenient"  # a normalised name occurs in the prediction as whole words
-# Visual-RFT: ``gt in pred or pred in gt`` on stripped, lower-cased text: lenient both ways,
-# and an empty answer is "in" every label, so it counts as correct
+# Visual-RFT: spaces and underscores removed, lower case, then ``gt in pred or pred in gt``:
+# lenient both ways, and an empty answer is "in" every label, so it counts as correct
 TWO_WAY_SUBSTRING = "two_way_substring"
-LABEL_MATCHING = (EXACT, WHOLE_WORD, TWO_WAY_SUBSTRING)
+# DC-SFT: ``strip().strip('.').lower()`` on both sides, then equality
+EXACT_LOWER = "exact_lower"
+LABEL_MATCHING = (EXACT, WHOLE_WORD, TWO_WAY_SUBSTRING, EXACT_LOWER)
 
-# How the answer is taken out of the output:
-TAGS = "tags"  # the text inside <answer>...</answer> when present, else the output without <think>
-RAW = "raw"  # the whole output
-ANSWER_EXTRACTION = (TAGS, RAW)
+# How the answer is taken out of the output (answers.extract_answer):
+OPTIONAL_TAGS = "optional"  # inside <answer>...</answer> if present (unclosed too), else the output minus <think>
+REQUIRED_TAGS = "required"  # a closed <answer>...</answer> must be present, else the answer is empty
+NO_TAGS = "none"  # the whole output
+ANSWER_TAGS = (OPTIONAL_TAGS, REQUIRED_TAGS, NO_TAGS)
+
+# Which written boxes count (boxes.BOX_SYNTAX holds the patterns):
+BOX_SYNTAXES = ("any", "json_int", "pairs_int", "list_float")
+
+# Multi-label answers: "exact_set" (normalised names, sets equal) or Curr-ReFT's
+# "words_superset" (case-sensitive words split on commas/whitespace; correct when every
+# gold word is predicted, extra predictions are not penalised)
+MULTILABEL_RULES = ("exact_set", "words_superset")
 
 
 @dataclass(frozen=True)
 class ProtocolProfile:
     name: str = "strict"
+    # ----- answer extraction
+    answer_tags: str = OPTIONAL_TAGS
+    # Visual-RFT's tag regex has no DOTALL: an answer spanning lines is not found
+    answer_tags_multiline: bool = True
+    # The same for box answers, where a paper's grounding script differs from its
+    # classification script (None: as answer_tags)
+    box_answer_tags: str | None = None
+    # ----- labels
+    label_matching: str = EXACT
+    # Count a class's other names (ImageNet's WordNet synonyms) as correct
+    use_synonyms: bool = True
+    multilabel_rule: str = "exact_set"
+    # ----- boxes
+    box_syntax: str = "any"
+    # Which box of an answer that writes several is scored: "first" or "last".
+    box_pick: str = "first"
+    # Read boxes in this coordinate space whatever the model family's convention
+    # (lmms-eval asks every model for 0-1 boxes; Curr-ReFT compares raw output with
+    # original pixels); None: the model's own. Prompts then ask for this space too.
+    box_space: str | None = None
+    # Truncate parsed coordinates to integers (int(float(v)), Curr-ReFT)
+    int_coords: bool = False
+    # Put a box written with x2 < x1 (or y2 < y1) back in order; False: such a box is
+    # degenerate and scores IoU 0.
+    reorder_corners: bool = True
+    # Clip predicted boxes to the image before IoU.
+    clip_boxes: bool = True
+    # ----- IoU
+    # Legacy inclusive-pixel area convention (w = x2 - x1 + 1).
+    plus_one_pixel: bool = False
+    # The intersection counts only where the overlap is wider and taller than this many
+    # pixels (VLM-R1's IoU, shared by Curr-ReFT and DC-SFT, drops overlaps of <= 1 px)
+    min_overlap_px: float = 0.0
     # Detection matching threshold (grounding reports ACC at 0.5, 0.75 and 0.9).
     iou_threshold: float = 0.5
     # True: a hit is IoU >= threshold; False: IoU > threshold (scripts differ).
     iou_inclusive: bool = True
-    # Legacy inclusive-pixel area convention (w = x2 - x1 + 1).
-    plus_one_pixel: bool = False
-    # Take the text inside <answer>...</answer> when the output has one.
-    use_answer_tags: bool = True
-    label_matching: str = EXACT
-    # Clip predicted boxes to the image before IoU.
-    clip_boxes: bool = True
-    # Put a box written with x2 < x1 (or y2 < y1) back in order; False: such a box is
-    # degenerate and scores IoU 0 (what scripts that compute IoU on the raw box get).
-    reorder_corners: bool = True
-    # Read boxes in this coordinate space whatever the model family's convention
-    # (lmms-eval asks every model for 0-1 boxes); None: the model's own.
-    box_space: str | None = None
-    # Which box of an answer that writes several is scored: "first" or "last".
-    box_pick: str = "first"
-    description: str = "exact match after normalisation; IoU >= threshold; boxes in the model's own space"
+    description: str = "our default: exact match after normalisation, with synonyms; IoU >= t; boxes in the model's own space"
     source: str = "harness"
 
     def __post_init__(self) -> None:
-        if self.label_matching not in LABEL_MATCHING:
-            raise UsageError(f"profile {self.name}: label_matching must be one of {LABEL_MATCHING}")
-        if self.box_pick not in ("first", "last"):
-            raise UsageError(f"profile {self.name}: box_pick must be 'first' or 'last'")
+        for field_name, allowed in (("label_matching", LABEL_MATCHING), ("answer_tags", ANSWER_TAGS),
+                                    ("box_syntax", BOX_SYNTAXES), ("box_pick", ("first", "last")),
+                                    ("multilabel_rule", MULTILABEL_RULES)):
+            if getattr(self, field_name) not in allowed:
+                raise UsageError(f"profile {self.name}: {field_name} must be one of {allowed}")
+        if self.box_answer_tags is not None and self.box_answer_tags not in ANSWER_TAGS:
+            raise UsageError(f"profile {self.name}: box_answer_tags must be one of {ANSWER_TAGS}")
 
     def iou_hit(self, value: float, threshold: float | None = None) -> bool:
         t = self.iou_threshold if threshold is None else threshold
@@ -71,6 +103,9 @@ class ProtocolProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProtocolProfile:
+        data = dict(data)
+        if "use_answer_tags" in data and "answer_tags" not in data:  # run configs written before answer_tags
+            data["answer_tags"] = OPTIONAL_TAGS if data["use_answer_tags"] else NO_TAGS
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def settings(self) -> dict[str, Any]:
@@ -80,9 +115,49 @@ class ProtocolProfile:
 
 STRICT = ProtocolProfile()
 LENIENT = replace(STRICT, name="lenient", label_matching=WHOLE_WORD,
-                          description="as strict, but a label counts when it occurs in the answer as whole words")
+                  description="as strict, but a label counts when it occurs in the answer as whole words")
 
-PROFILES: dict[str, ProtocolProfile] = {p.name: p for p in (STRICT, LENIENT)}
+# Each paper profile: what that script does, read from its code (docs/profiles.md quotes it).
+# Settings a script does not exercise (e.g. boxes in a classification-only script) keep
+# the strict values.
+VISUAL_RFT = ProtocolProfile(
+    name="visual-rft", answer_tags=REQUIRED_TAGS, answer_tags_multiline=False, box_answer_tags=NO_TAGS,
+    label_matching=TWO_WAY_SUBSTRING, use_synonyms=False, box_syntax="pairs_int", box_space="norm1000",
+    reorder_corners=False, clip_boxes=False, iou_inclusive=False,
+    description="Visual-RFT: <answer> required (one line); spaces/underscores dropped, lower case, two-way substring "
+                "(an empty answer counts); LISA: first (x1,y1),(x2,y2) of integers in the whole output, 0-1000 space, "
+                "mean IoU; detection reward IoU > 0.5",
+    source="Liuziyu77/Visual-RFT@9486633 classification/Qwen2_VL_classification_infere.py, "
+           "lisa_evaluation/Qwen2_VL_lisa_infere.py, src/virft/src/open_r1/grpo.py")
+VLM_R1 = ProtocolProfile(
+    name="vlm-r1", answer_tags=REQUIRED_TAGS, box_syntax="json_int", box_pick="last", reorder_corners=False,
+    clip_boxes=False, min_overlap_px=1.0, iou_inclusive=False,
+    description="VLM-R1 REC: <answer> required; last [x1,y1,x2,y2] of integers inside a {...} JSON object; boxes in "
+                "the model's space (Qwen2.5-VL resized pixels, rescaled); overlaps <= 1 px ignored; IoU > 0.5",
+    source="om-ai-lab/VLM-R1@90052f4 src/eval/test_rec_r1.py (rescaling since 00755a2, 2025-06-26)")
+LMMS_EVAL = ProtocolProfile(
+    name="lmms-eval", answer_tags=NO_TAGS, box_syntax="list_float", box_space="norm1", reorder_corners=False,
+    clip_boxes=False, iou_inclusive=True,
+    description="lmms-eval refcoco_bbox_rec: first [a, b, c, d] of floats anywhere in the output, read as 0-1 "
+                "coordinates whatever the model; IoU >= t; exact match for labels",
+    source="EvolvingLMMs-Lab/lmms-eval@75571cf lmms_eval/tasks/refcoco/utils_rec.py")
+CURR_REFT = ProtocolProfile(
+    name="curr-reft", answer_tags=OPTIONAL_TAGS, label_matching=EXACT, use_synonyms=False,
+    multilabel_rule="words_superset", box_syntax="list_float", box_pick="last", box_space="abs", int_coords=True,
+    reorder_corners=False, clip_boxes=False, min_overlap_px=1.0, iou_inclusive=False,
+    description="Curr-ReFT: <answer> if present; multi-label correct when every gold word is predicted "
+                "(case-sensitive); last [x1,y1,x2,y2] in the answer, truncated to integers and compared with "
+                "original-image pixels (no rescaling); overlaps <= 1 px ignored; IoU > 0.5",
+    source="ding523/Curr_REFT@f123433 eval/muti_process_eval.py")
+DC_SFT = ProtocolProfile(
+    name="dc-sft", answer_tags=NO_TAGS, label_matching=EXACT_LOWER, use_synonyms=False, box_syntax="list_float",
+    reorder_corners=False, clip_boxes=False, min_overlap_px=1.0, iou_inclusive=True,
+    description="DC-SFT: the whole output; strip, strip '.', lower case, then equality; first [a, b, c, d] of "
+                "floats; overlaps <= 1 px ignored; IoU >= 0.5",
+    source="byyx666/DC-SFT@87b87b7 infer/test_dp.py")
+
+PROFILES: dict[str, ProtocolProfile] = {p.name: p for p in (STRICT, LENIENT, VISUAL_RFT, VLM_R1, LMMS_EVAL, CURR_REFT,
+                                                              DC_SFT)}
 
 
 def register_profile(profile: ProtocolProfile) -> ProtocolProfile:

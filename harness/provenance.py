@@ -37,7 +37,8 @@ def git_commit() -> dict[str, Any]:
         return {"commit": None}
 
 
-def collect(model: dict[str, Any], datasets: dict[str, str], seed: int) -> dict[str, Any]:
+def collect(model: dict[str, Any], datasets: dict[str, str], seed: int,
+            dataset_notes: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv,
@@ -47,5 +48,7 @@ def collect(model: dict[str, Any], datasets: dict[str, str], seed: int) -> dict[
         "git": git_commit(),
         "model": model,
         "datasets": datasets,
+        # how splits were built: seeded class selections, overlap counts (DatasetTask.notes)
+        "dataset_notes": dataset_notes or {},
         "seed": seed,
     }

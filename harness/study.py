@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import data
 from harness.atomic import write_json_atomic, write_text_atomic
 from harness.errors import UsageError
 from harness.evaluator import EvalConfig, resolve_model, run_eval
+from harness.taskspec import make_task
 from harness.validation import check_number, check_output_dir
 
 STUDY_FILE = "study.json"
@@ -59,6 +61,9 @@ class StudyConfig:
     formats: tuple[str, ...] = FORMATS
     output_path: str | None = None
     progress: bool = True
+    #: local datasets (see harness eval --data_root / --data_args); not part of the identity
+    data_root: str | None = None
+    data_args: dict[str, Any] = field(default_factory=dict)
 
     def default_output_path(self) -> str:
         return str(Path("harness_studies") / f"{Path(self.model.rstrip('/')).name}-{self.suite}-{'-'.join(self.trainers)}")
@@ -97,6 +102,9 @@ def prepare(cfg: StudyConfig) -> Prepared:
     if bad or not cfg.formats:
         raise UsageError(f"--format: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
     suite = SUITES.get(cfg.suite)
+    data.configure(cfg.data_root, cfg.data_args)
+    for name in (suite.train, *suite.eval_tasks):  # a missing dataset is reported before any training
+        len(make_task(name))
     root = Path(cfg.output_path or cfg.default_output_path())
     check_output_dir(root, marker=STUDY_FILE, what="study")
 
@@ -120,7 +128,7 @@ def prepare(cfg: StudyConfig) -> Prepared:
 def _eval_config(cfg: StudyConfig, model: str, out: Path, meta: dict[str, Any]) -> EvalConfig:
     return EvalConfig(model=model, tasks=[cfg.suite], model_args=dict(cfg.model_args), limit=cfg.eval_limit,
                       batch_size=cfg.eval_batch_size, seed=cfg.seed or 0, n_boot=cfg.bootstrap, output_path=str(out),
-                      progress=cfg.progress, meta={"model": Path(cfg.model.rstrip("/")).name, "seed": cfg.seed or 0, **meta})
+                      progress=cfg.progress, data_root=cfg.data_root, data_args=dict(cfg.data_args), meta={"model": Path(cfg.model.rstrip("/")).name, "seed": cfg.seed or 0, **meta})
 
 
 def _check_identity(root: Path, cfg: StudyConfig, plans) -> None:

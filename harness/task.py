@@ -46,6 +46,8 @@ class Task(ABC):
     open_metrics: tuple[str, ...] = ("acc",)
     max_new_tokens: int = 32
     n_options: int = 4
+    #: "text" or "box": which of the profile's answer-extraction rules applies to the open form
+    answer_kind: str = "text"
 
     def __init__(self, fmt: str = OPEN) -> None:
         if fmt not in FORMATS:
@@ -143,7 +145,9 @@ class Task(ABC):
         return self.answer_text(sample, conv)
 
     def parse(self, output: str, sample: Sample, conv: ModelConventions, profile: ProtocolProfile) -> Parsed:
-        answer = answers.extract_answer(output, profile)
+        answer = answers.extract_answer(output, profile, self.answer_kind if self.fmt == OPEN else "text")
+        if answer is None:
+            return Parsed("", failure="no <answer> tag")
         if self.fmt == OPEN:  # the family decides about an empty answer (a profile may accept it)
             return self.parse_open(answer, sample, conv, profile)
         if not answer:

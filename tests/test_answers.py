@@ -17,7 +17,7 @@ from harness.answers import (
 )
 from harness.protocol import LENIENT, PROFILES, STRICT, ProtocolProfile, get_profile
 
-NO_TAGS = replace(STRICT, use_answer_tags=False)
+NO_TAGS = replace(STRICT, answer_tags="none")
 
 # ----------------------------------------------------------------------------- extract_answer
 
@@ -97,9 +97,11 @@ def test_match_label_lenient():
 
 def test_profiles_registry():
     assert get_profile("strict") is STRICT and get_profile("lenient") is LENIENT
-    assert set(PROFILES) == {"strict", "lenient"}
-    with pytest.raises(KeyError, match="known: lenient, strict"):
+    assert list(PROFILES) == ["strict", "lenient", "visual-rft", "vlm-r1", "lmms-eval", "curr-reft", "dc-sft"]
+    with pytest.raises(KeyError, match="known: curr-reft, dc-sft, lenient, lmms-eval, strict, visual-rft, vlm-r1"):
         get_profile("loose")
+    # run configs written before answer_tags replaced use_answer_tags still load
+    assert ProtocolProfile.from_dict({"name": "x", "use_answer_tags": False}).answer_tags == "none"
     assert ProtocolProfile.from_dict({**LENIENT.to_dict(), "unknown": 1}) == LENIENT
 
 

@@ -87,7 +87,7 @@ EVAL_CASES = {
     "unknown device": (["--model_args", "device=gpu0"], r"unknown device 'gpu0'"),
     "threads not an int": (["--model_args", "threads=many"], r"model_args threads must be an integer"),
     "unknown box space": (["--model_args", "box_space=polar"], r"unknown box_space 'polar'"),
-    "unknown profile": (["--profile", "paper-x"], r"unknown protocol profile 'paper-x'; known: lenient, strict"),
+    "unknown profile": (["--profile", "paper-x"], r"unknown protocol profile 'paper-x'; known: curr-reft, dc-sft, lenient"),
     "unknown backend": (["--backend", "tgi"], r"unknown backend 'tgi'\. Known backends: hf"),
     "empty task list": (["--tasks", ","], r"no tasks given"),
     "unknown task": (["--tasks", "synth_cls_idd"], r"unknown task, suite or group 'synth_cls_idd'"),

@@ -39,7 +39,7 @@ def test_tasks_table(capsys):
     out = capsys.readouterr().out
     for name in SYNTH_TASKS:
         assert name in out
-    assert "acc@0.5,miou" in out and "f1,precision,recall" in out
+    assert "acc@0.5,acc@0.75,acc@0.9,miou" in out and "f1,precision,recall" in out
     assert ":mc" in out and ":yesno" in out
 
 
@@ -48,8 +48,12 @@ def test_tasks_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     by_name = {r["name"]: r for r in rows}
     assert SYNTH_TASKS <= set(by_name)
-    assert by_name["synth_cls_id"] == {"name": "synth_cls_id", "family": "classification", "role": "id", "size": 300,
-                                       "metrics": ["acc"], "description": by_name["synth_cls_id"]["description"]}
+    row = by_name["synth_cls_id"]
+    assert {k: row[k] for k in ("name", "family", "role", "size", "metrics", "data")} == {
+        "name": "synth_cls_id", "family": "classification", "role": "id", "size": 300, "metrics": ["acc"],
+        "data": "generated"}
+    # a local-dataset task without data is listed, marked missing, with the reason
+    assert by_name["refcoco_val"]["data"] == "missing" and "refer/refcoco" in by_name["refcoco_val"]["layout"]
     assert by_name["synth_count_train"]["size"] == 20000 and by_name["synth_count_train"]["role"] == "train"
     assert by_name["synth_detect_novel"]["role"] == "ood"
 

@@ -219,7 +219,7 @@ def test_resolve_bad_format():
 def test_make_task():
     task = make_task("synth_ground_id", "mc")
     assert task.full_name == "synth_ground_id:mc" and task.fmt == "mc" and task.metrics == ("acc",)
-    assert make_task("synth_ground_id").metrics == ("acc@0.5", "miou")
+    assert make_task("synth_ground_id").metrics == ("acc@0.5", "acc@0.75", "acc@0.9", "miou")
     with pytest.raises(KeyError, match="unknown task 'nope'"):
         make_task("nope")
     with pytest.raises(ValueError, match="unknown format"):

@@ -67,7 +67,7 @@ def test_baseline_file_holds_the_runs_aggregates_and_identity(run_dir, baseline)
 def test_identical_run_passes(run_dir, baseline, capsys):
     assert main(["regress", str(run_dir), "--baseline", str(baseline)]) == 0
     out = capsys.readouterr().out
-    assert "PASS: all 4 metrics" in out  # acc, acc@0.5, miou, acc
+    assert "PASS: all 6 metrics" in out  # acc, acc@0.5, acc@0.75, acc@0.9, miou, acc
     assert "FAIL" not in out and "note:" not in out
     assert main(["regress", str(run_dir), "--baseline", str(baseline), "--tolerance", "0"]) == 0
 
@@ -83,7 +83,7 @@ def test_drop_below_the_ci_fails_with_a_report(run_dir, baseline, tmp_path, caps
     assert line.split()[2:6] == ["60.00", "20.00", "-40.00", f"-{100 * (0.6 - lo):.2f}"]
     assert line.endswith("FAIL") and "(CI)" in line
     assert report_line(out, "synth_ground_id", "acc@0.5").endswith("PASS")
-    assert "REGRESSION: 1 of 4 metrics failed: synth_cls_id acc" in out
+    assert "REGRESSION: 1 of 6 metrics failed: synth_cls_id acc" in out
 
 
 def test_small_drop_within_the_ci_passes_unless_tolerance_is_tighter(run_dir, baseline, tmp_path, capsys):

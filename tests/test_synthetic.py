@@ -25,8 +25,8 @@ from tasks.synthetic.scene import BASE_COLOURS, NOVEL_COLOURS  # noqa: E402
 
 CONV = ModelConventions()  # generic: norm1000
 ALL = sorted(n for n in TASKS.names() if n.startswith("synth_"))
-EVAL = [t for s in SUITES.names() for t in SUITES.get(s).eval_tasks]
-TRAIN = [SUITES.get(s).train for s in SUITES.names()]
+EVAL = [t for s in SUITES.names() if s.startswith("synth_") for t in SUITES.get(s).eval_tasks]
+TRAIN = [SUITES.get(s).train for s in SUITES.names() if s.startswith("synth_")]
 GARBAGE = ["", "blah", "[[[", "999999", "<answer></answer>", "<think>", "   ", "(((", "\x00\n", "-"]
 
 
