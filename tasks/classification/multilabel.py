@@ -19,6 +19,12 @@ from harness.parsed import Parsed
 from harness.sample import ImageRef, Sample
 
 _SPLIT = re.compile(r"\s*(?:,|;|\n|\band\b|\|)\s*", re.IGNORECASE)
+# Curr-ReFT: commas (also the Chinese ones) and whitespace, case kept
+_CURR_REFT_SPLIT = re.compile(r"[,\uff0c\u3001\s]+")
+
+
+def curr_reft_words(text: str) -> list[str]:
+    return [w for w in _CURR_REFT_SPLIT.split(text) if w]
 
 
 def read_label_set(answer: str) -> list[str]:
@@ -62,14 +68,20 @@ class MultiLabelClassificationTask(DatasetTask):
         return ", ".join(sample.target)
 
     def parse_open(self, answer, sample, conv, profile) -> Parsed:
-        names = read_label_set(answer)
+        names = curr_reft_words(answer) if profile.multilabel_rule == "words_superset" else read_label_set(answer)
         return Parsed(answer, names) if names else Parsed(answer, failure="no category names")
 
     def score_open(self, value, sample, profile):
         pred = set(value)
-        gold = {answers.normalize_text(g) for g in sample.target}
+        if profile.multilabel_rule == "words_superset":
+            # Curr-ReFT: gold names split into words too; extra predicted words are not penalised
+            gold = {w for g in sample.target for w in curr_reft_words(g)}
+            correct = gold <= pred
+        else:
+            gold = {answers.normalize_text(g) for g in sample.target}
+            correct = pred == gold
         union = pred | gold
-        return {"acc": float(pred == gold), "category_iou": len(pred & gold) / len(union) if union else 1.0}
+        return {"acc": float(correct), "category_iou": len(pred & gold) / len(union) if union else 1.0}
 
     def wrong_answers(self, sample, conv, rng, k):
         gold = list(sample.target)

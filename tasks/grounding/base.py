@@ -27,6 +27,7 @@ def xywh_to_xyxy(box: list[float]) -> list[float]:
 
 class GroundingTask(DatasetTask):
     family = "grounding"
+    answer_kind = "box"
     open_metrics = GROUNDING_METRICS
     max_new_tokens = 32
     protocol = ("open: 'Locate <expression>. Answer with its box [x1, y1, x2, y2] in <model space>.'; parser "

@@ -196,6 +196,7 @@ class Grounding(SyntheticTask):
     (LISA-like: the referent must be inferred from world knowledge)."""
 
     family = "grounding"
+    answer_kind = "box"
     open_metrics = GROUNDING_METRICS
     max_new_tokens = 24
     expression = "short"
@@ -281,6 +282,7 @@ class Detection(SyntheticTask):
     """
 
     family = "detection"
+    answer_kind = "box"
     open_metrics = ("f1", "precision", "recall")
     max_new_tokens = 48
     categories: tuple[str, ...] = BASE_COLOURS
