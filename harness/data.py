@@ -56,8 +56,9 @@ def configure(root: str | Path | None = None, options: dict[str, object] | None 
         if not Path(str(value)).expanduser().exists():
             raise UsageError(f"--data_args {key}={value}: no such file or directory")
         opts[key] = str(Path(str(value)).expanduser())
-    _config = DataConfig(path, opts)
-    return _config
+    # only an explicit root is stored: $HARNESS_DATA stays read at use (see current())
+    _config = DataConfig(path if root is not None else None, opts)
+    return current()
 
 
 def current() -> DataConfig:
