@@ -128,7 +128,8 @@ def prepare(cfg: StudyConfig) -> Prepared:
 def _eval_config(cfg: StudyConfig, model: str, out: Path, meta: dict[str, Any]) -> EvalConfig:
     return EvalConfig(model=model, tasks=[cfg.suite], model_args=dict(cfg.model_args), limit=cfg.eval_limit,
                       batch_size=cfg.eval_batch_size, seed=cfg.seed or 0, n_boot=cfg.bootstrap, output_path=str(out),
-                      progress=cfg.progress, data_root=cfg.data_root, data_args=dict(cfg.data_args), meta={"model": Path(cfg.model.rstrip("/")).name, "seed": cfg.seed or 0, **meta})
+                      progress=cfg.progress, data_root=cfg.data_root, data_args=dict(cfg.data_args),
+                      meta={"model": Path(cfg.model.rstrip("/")).name, "seed": cfg.seed or 0, **meta})
 
 
 def _check_identity(root: Path, cfg: StudyConfig, plans) -> None:

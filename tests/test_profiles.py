@@ -172,7 +172,7 @@ def test_harness_score_gives_the_reference_numbers_under_each_profile(data_root,
     preds = tmp_path / "preds.jsonl"
     _predictions(preds, task, outputs)
     expected = {}
-    for j, name in enumerate(NAMES):
+    for name in NAMES:
         hits = 0
         for sample, out in zip(task.samples(), outputs):
             hits += int(task.evaluate(out, sample, CONV, get_profile(name))[1]["acc"])

@@ -48,7 +48,8 @@ class MultiLabelClassificationTask(DatasetTask):
         return self.dataset.image_dir()
 
     def make_sample(self, entry: dict[str, Any]) -> Sample:
-        image = ImageRef.from_path(str(self.image_root() / entry["path"]), size=tuple(entry["size"]) if entry.get("size") else None)
+        size = tuple(entry["size"]) if entry.get("size") else None
+        image = ImageRef.from_path(str(self.image_root() / entry["path"]), size=size)  # type: ignore[arg-type]
         return Sample(id=entry["id"], images=(image,), fields={}, target=list(entry["labels"]),
                       metadata={"n_labels": len(entry["labels"]), **entry.get("metadata", {})})
 
