@@ -88,10 +88,13 @@ class DatasetTask(Task):
             raise UnknownName(f"{self.name}: no sample with id {sample_id!r}") from None
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256(self.name.encode())
-        for entry in self.index():
-            digest.update(json.dumps(entry, sort_keys=True, default=str).encode())
-        return digest.hexdigest()[:16]
+        key = ("fingerprint",) + self.cache_key()
+        if key not in _INDEX_CACHE:  # hashing a large index takes seconds: once per process
+            digest = hashlib.sha256(self.name.encode())
+            for entry in self.index():
+                digest.update(json.dumps(entry, sort_keys=True, default=str).encode())
+            _INDEX_CACHE[key] = digest.hexdigest()[:16]  # type: ignore[assignment]
+        return _INDEX_CACHE[key]  # type: ignore[return-value]
 
 
 def seeded_subset(items: list, k: int, seed: int | str, *key: Any) -> list:
