@@ -222,7 +222,10 @@ def test_refgta_reads_sentences(data_root):
             assert s.fields["others"] == e["others"]
         assert task.role == "ood"
     s = make_task("refgta_test").get_sample("20")
-    assert s.metadata == {"ref_id": 2, "ann_id": 502, "image_id": 11640, "split": "test", "category": "person"}
+    assert s.metadata == {"dataset": "refgta", "ref_id": 2, "ann_id": 502, "image_id": 11640, "split": "test",
+                          "category": "person"}
+    # refer.py's readers, with RefGTA's own image root (not COCO's)
+    assert s.images[0].uri == str(data_root / "refgta" / "gtav_cv_mod_data" / fx["instances"]["images"][0]["file_name"])
 
 
 def test_refgta_perfect_answers_and_formats(data_root):
@@ -275,7 +278,24 @@ def test_refgta_malformed(data_root):
     assert "'sentences'" in _bad_refgta(data_root, refs=bad_refs)
     bad_refs = [dict(r) for r in refs]
     bad_refs[3]["ann_id"] = 999
-    assert "ann_id 999 is not in instances.json" in _bad_refgta(data_root, refs=bad_refs)
+    msg = _bad_refgta(data_root, refs=bad_refs)
+    assert "annotation 999" in msg and "instances.json does not have" in msg and "refs(utokyo).p" in msg
+    bad_refs = [dict(r) for r in refs]
+    bad_refs[1]["image_id"] = 22
+    assert "mismatched files" in _bad_refgta(data_root, refs=bad_refs)
+    bad_refs = [dict(r) for r in refs]
+    bad_refs[1]["sentences"] = [dict(bad_refs[1]["sentences"][0], sent="  ")]
+    assert "sentence 21 has an empty 'sent'" in _bad_refgta(data_root, refs=bad_refs)
+
+
+def test_refgta_strips_expressions(data_root):
+    from tests.fixtures_grounding_ood import refgta_files
+
+    fx = write_refgta(data_root)
+    _, refs = refgta_files()
+    refs[2]["sentences"] = [dict(refs[2]["sentences"][0], sent=" woman in black ")]
+    (fx["dir"] / "refs(utokyo).p").write_bytes(pickle.dumps(refs, protocol=2))
+    assert make_task("refgta_val").get_sample("30").fields["expression"] == "woman in black"
 
 
 # ----- registry ----------------------------------------------------------------------------------

@@ -361,7 +361,7 @@ def test_refcoco_categories_missing(root):
 
 def test_suites_resolve():
     refs = resolve("refcoco")
-    assert [r.name for r in refs] == ["refcoco_val", "refcoco_testA", "refcoco_testB", "refl4_test_noncoco",
+    assert [r.name for r in refs] == ["refcoco_val", "refcoco_testA", "refcoco_testB", "refl4_val_noncoco",
                                       "lisa_test"]
     assert [r.role for r in refs] == ["id", "id", "id", "ood", "ood"]
     assert SUITES.get("refcoco").train == "refcoco_train"

@@ -67,10 +67,6 @@ def refer_spec(dataset: str, split_by: str) -> DatasetSpec:
 
 # ----- reading and checking the two files ------------------------------------------------------
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _is_id(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -208,7 +204,9 @@ def in_split(ref_split: str, split: str) -> bool:
     return ref_split == split
 
 
-def ref_entries(spec: DatasetSpec, split_by: str, split: str) -> list[dict[str, Any]]:
+def ref_entries(spec: DatasetSpec, split_by: str, split: str, nonempty: bool = False) -> list[dict[str, Any]]:
+    """One entry per sentence of the refs in ``split``. ``nonempty``: strip each ``sent`` and reject an
+    empty one (RefGTA); RefCOCO/+/g keep ``sent`` exactly as refer.py returns it."""
     inst = load_instances(spec)
     refs = load_refs(spec, split_by)
     refs_file = spec.path() / f"refs({split_by}).p"
@@ -233,23 +231,30 @@ def ref_entries(spec: DatasetSpec, split_by: str, split: str) -> list[dict[str, 
         meta = {"dataset": dataset, "split": ref["split"], "ref_id": ref["ref_id"], "ann_id": ann_id,
                 "image_id": image_id, "category": inst.categories[inst.ann_category[ann_id]]}
         for sent in ref["sentences"]:
+            expression = sent["sent"].strip() if nonempty else sent["sent"]
+            if nonempty and not expression:
+                raise DatasetMissing(f"{spec.name}: {refs_file}: ref {ref['ref_id']}: sentence {sent['sent_id']} "
+                                     "has an empty 'sent'")
             out.append({"id": str(sent["sent_id"]), "image": image["file_name"], "size": image["size"],
-                        "expression": sent["sent"], "box": inst.boxes[ann_id], "others": others_by_ann[ann_id],
+                        "expression": expression, "box": inst.boxes[ann_id], "others": others_by_ann[ann_id],
                         "metadata": meta})
     return out
 
 
 class ReferTask(GroundingTask):
-    """One split of one refer dataset; subclasses set ``refer_dataset``, ``split_by`` and ``refer_split``."""
+    """One split of one refer-layout dataset (instances.json + refs(<split_by>).p under ``dataset``'s
+    directory); subclasses set ``dataset``, ``split_by`` and ``refer_split``. Where the images live is the
+    spec's business (COCO train2014 for RefCOCO/+/g, the dataset's own image root for RefGTA)."""
 
     refer_dataset: str = "refcoco"
     split_by: str = "unc"
     refer_split: str = "val"
+    nonempty_expressions: bool = False
     id_doc = "sent_id from refs(<split_by>).p, as a string"
 
     def read_index(self) -> list[dict[str, Any]]:
         self.dataset.check()
-        return ref_entries(self.dataset, self.split_by, self.refer_split)
+        return ref_entries(self.dataset, self.split_by, self.refer_split, self.nonempty_expressions)
 
 
 def _define(name: str, dataset: str, split_by: str, split: str, label: str) -> type:
@@ -272,5 +277,6 @@ for _split in ("train", "val"):
     _define(f"refcocog_google_{_split}", "refcocog", "google", _split, "RefCOCOg")
 
 SUITES.register("refcoco", Suite(
-    "refcoco", "refcoco_train", ("refcoco_val", "refcoco_testA", "refcoco_testB"), ("refl4_test_noncoco", "lisa_test"),
-    "RefCOCO (unc) grounding; OOD: Ref-L4 non-COCO images and LISA reasoning expressions (DC-SFT, VLM-R1)"))
+    "refcoco", "refcoco_train", ("refcoco_val", "refcoco_testA", "refcoco_testB"), ("refl4_val_noncoco", "lisa_test"),
+    "RefCOCO (unc) grounding; OOD: Ref-L4 val without COCO images (DC-SFT's set) and LISA reasoning expressions "
+    "(DC-SFT, VLM-R1)"))
