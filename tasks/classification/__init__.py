@@ -1,3 +1,3 @@
 """Classification families over local datasets; importing registers their tasks and suites."""
 
-from tasks.classification import fewshot, imagenet, refcoco_categories, voc  # noqa: F401
+from tasks.classification import fewshot, imagenet, imagenet_dcsft, refcoco_categories, voc  # noqa: F401
