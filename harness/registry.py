@@ -78,3 +78,13 @@ SUITES: Registry = Registry("suite", "harness.suites", ("tasks",))
 TASK_GROUPS: Registry = Registry("task group", "harness.task_groups", ("tasks",))
 BACKENDS: Registry = Registry("backend", "harness.backends", ("harness.backends",))
 TRAINERS: Registry = Registry("trainer", "harness.trainers", ("trainers",))
+
+
+def define_task(base: type, name: str, role: str, description: str, register: bool = True, **attrs) -> type:
+    """One split of a family: a subclass of ``base`` carrying its name, role, description and
+    settings (``attrs``), registered in :data:`TASKS` (unless ``register=False``)."""
+    cls = type("".join(p.title() for p in name.split("_")), (base,),
+               {"name": name, "role": role, "description": description, **attrs})
+    if register:
+        TASKS.register(name, cls)
+    return cls

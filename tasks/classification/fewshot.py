@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.data import DatasetMissing, DatasetSpec, require_file
-from harness.registry import SUITES, TASK_GROUPS, TASKS
+from harness.registry import SUITES, TASK_GROUPS, define_task
 from harness.suite import Suite
 from harness.task import stable_rng
 from tasks.classification.base import ClassificationTask
@@ -342,10 +342,7 @@ class FewShotClassification(ClassificationTask):
 
 
 def _register(name: str, role: str, description: str, **attrs: Any) -> type:
-    cls = type("".join(p.title() for p in name.split("_")), (FewShotClassification,),
-               {"name": name, "role": role, "description": description, **attrs})
-    TASKS.register(name, cls)
-    return cls
+    return define_task(FewShotClassification, name, role, description, **attrs)
 
 
 for _d in DATASETS:

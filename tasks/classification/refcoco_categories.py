@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.data import DatasetMissing
-from harness.registry import SUITES, TASKS
+from harness.registry import SUITES, define_task
 from harness.suite import Suite
 from tasks.classification.multilabel import MultiLabelClassificationTask
 from tasks.grounding.refer import in_split, load_instances, load_refs, refer_spec
@@ -64,10 +64,9 @@ for _name, _role, _splits, _what in (
     ("refcoco_cls_train", "train", ("train",), "train"),
     ("refcoco_cls_val", "id", ("val",), "val"),
 ):
-    TASKS.register(_name, type("".join(p.title() for p in _name.split("_")), (RefcocoCategories,), {
-        "name": _name, "role": _role, "refer_splits": _splits, "dataset": _SPEC,
-        "description": f"name every object category in RefCOCO (unc) {_what} images (Curr-ReFT classification)",
-    }))
+    define_task(RefcocoCategories, _name, _role,
+                f"name every object category in RefCOCO (unc) {_what} images (Curr-ReFT classification)",
+                refer_splits=_splits, dataset=_SPEC)
 
 SUITES.register("curr_reft_cls", Suite(
     "curr_reft_cls", "refcoco_cls_train", ("refcoco_cls_val",), ("voc_cls",),

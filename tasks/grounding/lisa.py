@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data import DatasetMissing, DatasetSpec
-from harness.registry import TASKS
+from harness.registry import define_task
 from tasks.grounding.base import GroundingTask
 
 LISA = DatasetSpec(
@@ -160,10 +160,7 @@ class LisaTask(GroundingTask):
 
 
 def _define(name: str, split: str, description: str) -> type:
-    cls = type("".join(p.title() for p in name.split("_")), (LisaTask,),
-               {"name": name, "role": "ood", "split": split, "description": description})
-    TASKS.register(name, cls)
-    return cls
+    return define_task(LisaTask, name, "ood", description, split=split)
 
 
 _define("lisa_val", "val", "LISA ReasonSeg val as box grounding: reasoning queries (200 images)")

@@ -31,7 +31,7 @@ from typing import Any
 from harness import data, safe_pickle
 from harness.data import DatasetMissing, DatasetSpec
 from harness.errors import UsageError
-from harness.registry import SUITES, TASKS
+from harness.registry import SUITES, define_task
 from harness.suite import Suite
 from harness.validation import read_json_file
 from tasks.grounding.base import GroundingTask
@@ -258,14 +258,9 @@ class ReferTask(GroundingTask):
 
 
 def _define(name: str, dataset: str, split_by: str, split: str, label: str) -> type:
-    role = "train" if split == "train" else "id"
-    cls = type("".join(p.title() for p in name.split("_")), (ReferTask,), {
-        "name": name, "role": role, "refer_dataset": dataset, "split_by": split_by, "refer_split": split,
-        "dataset": refer_spec(dataset, split_by),
-        "description": f"{label} ({split_by} split) {split}: one sample per referring expression",
-    })
-    TASKS.register(name, cls)
-    return cls
+    return define_task(ReferTask, name, "train" if split == "train" else "id",
+                       f"{label} ({split_by} split) {split}: one sample per referring expression",
+                       refer_dataset=dataset, split_by=split_by, refer_split=split, dataset=refer_spec(dataset, split_by))
 
 
 for _split in ("train", "val", "testA", "testB"):

@@ -28,7 +28,7 @@ these tasks are the whole upstream splits.
 from __future__ import annotations
 
 from harness.data import DatasetSpec
-from harness.registry import SUITES, TASKS
+from harness.registry import SUITES, define_task
 from harness.suite import Suite
 from tasks.grounding.refer import ReferTask
 
@@ -58,10 +58,7 @@ class RefGTATask(ReferTask):
 
 
 def _define(name: str, split: str, description: str) -> type:
-    cls = type("".join(p.title() for p in name.split("_")), (RefGTATask,),
-               {"name": name, "role": "ood", "refer_split": split, "description": description})
-    TASKS.register(name, cls)
-    return cls
+    return define_task(RefGTATask, name, "ood", description, refer_split=split)
 
 
 _define("refgta_val", "val", "RefGTA val (GTA V people, utokyo split): synthetic-domain referring expressions")

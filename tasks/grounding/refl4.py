@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data import DatasetMissing, DatasetSpec, require_file
-from harness.registry import TASKS
+from harness.registry import define_task
 from tasks.grounding.base import GroundingTask, xywh_to_xyxy
 
 REFL4 = DatasetSpec(
@@ -172,11 +172,7 @@ class RefL4Task(GroundingTask):
 
 
 def _define(name: str, split: str, exclude_coco: bool, description: str) -> type:
-    cls = type("".join(p.title() for p in name.split("_")), (RefL4Task,),
-               {"name": name, "role": "ood", "split": split, "exclude_coco": exclude_coco,
-                "description": description})
-    TASKS.register(name, cls)
-    return cls
+    return define_task(RefL4Task, name, "ood", description, split=split, exclude_coco=exclude_coco)
 
 
 _define("refl4_val", "val", False, "Ref-L4 val: long referring expressions, COCO + Objects365 images")

@@ -36,7 +36,7 @@ from typing import Any, Iterator
 from harness import data
 from harness.data import DatasetMissing, DatasetSpec
 from harness.errors import UsageError
-from harness.registry import TASKS
+from harness.registry import define_task
 from harness.validation import read_json_file
 from tasks.grounding.base import GroundingTask
 
@@ -231,13 +231,8 @@ def rows_task(name: str, rows: str | Path, images: str | Path, *, role: str = "i
                     layout=f"rows {rows} (.json list or .jsonl of {{image, problem, solution}} rows), images under "
                            f"{images}" + (f" or --data_args {image_option}=DIR" if image_option else ""),
                     image_option=image_option, images=str(images), rows=str(rows))
-    cls = type("".join(p.title() for p in name.split("_")) + "Rows", (RowsTask,), {
-        "name": name, "role": role, "dataset": spec,
-        "description": description or f"referring-expression rows from {Path(rows).name}",
-    })
-    if register:
-        TASKS.register(name, cls)
-    return cls
+    return define_task(RowsTask, name, role, description or f"referring-expression rows from {Path(rows).name}",
+                       register=register, dataset=spec)
 
 
 # VLM-R1's processed RefCOCO/+/g files (README: rec_jsons_processed.zip), as named by its

@@ -17,7 +17,7 @@ a separate ``pretrain`` stream (see :mod:`tasks.synthetic.pretrain`).
 
 from __future__ import annotations
 
-from harness.registry import SUITES, TASK_GROUPS, TASKS
+from harness.registry import SUITES, TASK_GROUPS, define_task
 from harness.suite import Suite
 from tasks.synthetic.families import Counting, Detection, Grounding, ShapeClassification
 from tasks.synthetic.scene import CLUTTER, NOVEL_COLOURS, OUTLINE
@@ -27,13 +27,7 @@ EVAL_SIZE = 300
 
 
 def _define(base: type, name: str, role: str, description: str, size: int = EVAL_SIZE, **attrs) -> type:
-    cls = type(
-        "".join(p.title() for p in name.split("_")),
-        (base,),
-        {"name": name, "split": name, "role": role, "size": size, "description": description, **attrs},
-    )
-    TASKS.register(name, cls)
-    return cls
+    return define_task(base, name, role, description, split=name, size=size, **attrs)
 
 
 _define(ShapeClassification, "synth_cls_train", "train", "shape classification, filled shapes", TRAIN_SIZE)
