@@ -148,7 +148,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         done = {t.full_name: set() if cfg.overwrite else {r["sample_id"] for r in run.read(t.full_name, repair=True)}
                 for _, t in tasks}
         resumed = run.prepare(identity, config, overwrite=cfg.overwrite)
-        notes = {t.full_name: t.notes() for _, t in tasks if hasattr(t, "notes") and t.notes()}
+        notes = {t.full_name: n for _, t in tasks if (n := getattr(t, "notes", dict)())}
         run.write_provenance(provenance.collect(model_info, {t.full_name: t.fingerprint() for _, t in tasks}, cfg.seed,
                                                 notes))
 
