@@ -128,8 +128,8 @@ def test_check_suite_and_output_dir():
     trainer = get_trainer("sft")
     ok = build_config("sft", output_dir="o")
     assert trainer.check("synth_cls", ok).train == "synth_cls_train"
-    with pytest.raises(UnknownName, match="unknown suite 'imagenet'"):
-        trainer.check("imagenet", ok)
+    with pytest.raises(UnknownName, match="unknown suite 'imagenette'"):
+        trainer.check("imagenette", ok)
     no_train = Suite("probe", "", ("synth_cls_id",), ())
     with pytest.raises(UsageError, match="suite 'probe' has no train split.*synth_cls"):
         trainer.check(no_train, ok)
@@ -164,12 +164,17 @@ def test_registered_in_registry_and_entry_points():
 
 @pytest.mark.parametrize("argv, message", [
     (["ppo"], "harness: error: unknown trainer 'ppo'"),
-    (["grpo", "--suite", "imagenet"], "harness: error: unknown suite 'imagenet'"),
+    (["grpo", "--suite", "imagenette"], "harness: error: unknown suite 'imagenette'"),
+    # a real-data suite whose data is not there: the data-root error, before any model loads
+    (["grpo", "--suite", "imagenet"], "harness: error: ImageNet-1K: no data root; pass --data_root DIR or set "
+                                      "$HARNESS_DATA"),
     (["grpo", "--set", "grpo.num_generations=1"], "harness: error: num_generations must be >= 2"),
     (["sft", "--set", "sft.beta=0.1"], "harness: error: --set sft.beta: unknown option 'beta' for trainer 'sft'"),
 ])
-def test_command_line_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_command_line_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
     from trainers.__main__ import main
+
+    monkeypatch.delenv("HARNESS_DATA", raising=False)
 
     base = {"--model": "tiny", "--suite": "synth_cls", "--output_dir": str(tmp_path / "o")}
     args = argv[:1] + [a for k, v in base.items() if k not in argv for a in (k, v)] + argv[1:]
