@@ -41,6 +41,11 @@ BOX_SYNTAXES = ("any", "json_int", "pairs_int", "list_float")
 # gold word is predicted, extra predictions are not penalised)
 MULTILABEL_RULES = ("exact_set", "words_superset")
 
+# Math answers (docs/tasks/math.md has the rules and the table of where they differ)
+MATH_RULES = ("strict", "mathvista", "lmms-eval", "curr-reft")
+COUNT_RULES = ("number", "substring")
+MULTICHOICE_RULES = ("exact_set", "partial", "ordered")
+
 
 @dataclass(frozen=True)
 class ProtocolProfile:
@@ -82,13 +87,27 @@ class ProtocolProfile:
     iou_threshold: float = 0.5
     # True: a hit is IoU >= threshold; False: IoU > threshold (scripts differ).
     iou_inclusive: bool = True
+    # ----- math (harness/math_answers.py)
+    # How a math answer is read and compared: "strict" (our rules, numeric comparison),
+    # "mathvista" (its calculate_score.py: shortcuts, Levenshtein-nearest option, int()
+    # truncation, str(round(x, p)) string equality), "lmms-eval" (its copy: precision
+    # passed as HF's float, strip() on both sides), "curr-reft" (its eval: option letters,
+    # two-way substring, solution anywhere in the output)
+    math_rule: str = "strict"
+    # Counting answers: "number" (the answer's number equals the count) or "substring"
+    # (Curr-ReFT OOD: str(count) occurs anywhere in the raw output)
+    count_rule: str = "number"
+    # Answers naming several options: "exact_set", "partial" (paper: |P|/|G| when no wrong
+    # option is picked) or "ordered" (Curr-ReFT's code: option letters joined in order, equal strings)
+    multichoice_rule: str = "exact_set"
     description: str = "our default: exact match after normalisation, with synonyms; IoU >= t; boxes in the model's own space"
     source: str = "harness"
 
     def __post_init__(self) -> None:
         for field_name, allowed in (("label_matching", LABEL_MATCHING), ("answer_tags", ANSWER_TAGS),
                                     ("box_syntax", BOX_SYNTAXES), ("box_pick", ("first", "last")),
-                                    ("multilabel_rule", MULTILABEL_RULES)):
+                                    ("multilabel_rule", MULTILABEL_RULES), ("math_rule", MATH_RULES),
+                                    ("count_rule", COUNT_RULES), ("multichoice_rule", MULTICHOICE_RULES)):
             if getattr(self, field_name) not in allowed:
                 raise UsageError(f"profile {self.name}: {field_name} must be one of {allowed}")
         if self.box_answer_tags is not None and self.box_answer_tags not in ANSWER_TAGS:
@@ -137,18 +156,24 @@ VLM_R1 = ProtocolProfile(
     source="om-ai-lab/VLM-R1@90052f4 src/eval/test_rec_r1.py (rescaling since 00755a2, 2025-06-26)")
 LMMS_EVAL = ProtocolProfile(
     name="lmms-eval", answer_tags=NO_TAGS, box_syntax="list_float", box_space="norm1", reorder_corners=False,
-    clip_boxes=False, iou_inclusive=True,
+    clip_boxes=False, iou_inclusive=True, math_rule="lmms-eval",
     description="lmms-eval refcoco_bbox_rec: first [a, b, c, d] of floats anywhere in the output, read as 0-1 "
-                "coordinates whatever the model; IoU >= t; exact match for labels",
-    source="EvolvingLMMs-Lab/lmms-eval@75571cf lmms_eval/tasks/refcoco/utils_rec.py")
+                "coordinates whatever the model; IoU >= t; exact match for labels; MathVista as MathVista's "
+                "script but with HF's float precision (float answers never match) and strip() before equality",
+    source="EvolvingLMMs-Lab/lmms-eval@75571cf lmms_eval/tasks/refcoco/utils_rec.py, "
+           "lmms_eval/tasks/mathvista/mathvista_evals.py")
 CURR_REFT = ProtocolProfile(
     name="curr-reft", answer_tags=OPTIONAL_TAGS, label_matching=EXACT, use_synonyms=False,
     multilabel_rule="words_superset", box_syntax="list_float", box_pick="last", box_space="abs", int_coords=True,
-    reorder_corners=False, clip_boxes=False, min_overlap_px=1.0, iou_inclusive=False,
+    reorder_corners=False, clip_boxes=False, min_overlap_px=1.0, iou_inclusive=False, math_rule="curr-reft",
+    count_rule="substring", multichoice_rule="ordered",
     description="Curr-ReFT: <answer> if present; multi-label correct when every gold word is predicted "
                 "(case-sensitive); last [x1,y1,x2,y2] in the answer, truncated to integers and compared with "
-                "original-image pixels (no rescaling); overlaps <= 1 px ignored; IoU > 0.5",
-    source="ding523/Curr_REFT@f123433 eval/muti_process_eval.py")
+                "original-image pixels (no rescaling); overlaps <= 1 px ignored; IoU > 0.5; math: option letters "
+                "equal (none on both sides counts), two-way substring, or the solution anywhere; counting: the "
+                "count anywhere in the output; multi-choice: letters joined in order",
+    source="ding523/Curr_REFT@f123433 eval/muti_process_eval.py, "
+           "train_code/grpo/open-r1-multimodal/src/open_r1/Stage{1,2}_*_math_resize.py")
 DC_SFT = ProtocolProfile(
     name="dc-sft", answer_tags=NO_TAGS, label_matching=EXACT_LOWER, use_synonyms=False, box_syntax="list_float",
     reorder_corners=False, clip_boxes=False, min_overlap_px=1.0, iou_inclusive=True,
@@ -156,8 +181,15 @@ DC_SFT = ProtocolProfile(
                 "floats; overlaps <= 1 px ignored; IoU >= 0.5",
     source="byyx666/DC-SFT@87b87b7 infer/test_dp.py")
 
+MATHVISTA = replace(
+    STRICT, name="mathvista", answer_tags=NO_TAGS, math_rule="mathvista",
+    description="MathVista's own scoring: the whole response; exact-response shortcuts, else the LLM judge (our "
+                "rules stand in when none is configured); nearest option by edit distance, int() truncation, "
+                "str(round(x, precision)) and string equality",
+    source="lupantech/MathVista@53d5258 evaluation/extract_answer.py, evaluation/calculate_score.py")
+
 PROFILES: dict[str, ProtocolProfile] = {p.name: p for p in (STRICT, LENIENT, VISUAL_RFT, VLM_R1, LMMS_EVAL, CURR_REFT,
-                                                              DC_SFT)}
+                                                              DC_SFT, MATHVISTA)}
 
 
 def register_profile(profile: ProtocolProfile) -> ProtocolProfile:
