@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from harness.conventions import ModelConventions
@@ -171,3 +171,212 @@ def greedy_match(preds: Sequence[Box], gts: Sequence[Box], hit) -> int:
             used[best_j] = True
             tp += 1
     return tp
+
+
+# ----------------------------------------------------------------------------- detection answers
+# A detection answer lists boxes with optional confidences. Models write it in several
+# shapes: Visual-RFT's JSON or Python-literal ``[{'Position': [x1, y1, x2, y2],
+# 'Confidence': 0.9}, ...]``, Qwen2.5-VL's ``[{"bbox_2d": [...], "label": ...}]``, bare
+# ``[[x1, y1, x2, y2], ...]`` or ``(x1,y1),(x2,y2)`` pairs, and lists cut off by the
+# token limit. :func:`parse_detections` reads all of them, literals only (json, then
+# ``ast.literal_eval``; never ``eval``).
+
+#: dictionary keys that hold a box / a confidence (compared in lower case)
+_DET_BOX_KEYS = ("position", "bbox_2d", "bbox", "box", "bounding_box", "coordinates")
+_DET_SCORE_KEYS = ("confidence", "score", "conf", "probability")
+# longest answer text handed to a literal parser (literal_eval of a huge or deeply nested
+# literal costs memory and recursion; real answers are far shorter)
+_DET_MAX_LITERAL = 200_000
+_DET_MAX_ENTRIES = 1000
+# one complete {...} object without nested braces: what survives of a truncated list
+_DET_OBJECT = re.compile(r"\{[^{}]*\}")
+
+
+class RawDetection(tuple):
+    """(box as written, confidence as written or None): before any coordinate conversion."""
+
+    __slots__ = ()
+
+    def __new__(cls, box: Sequence[float], confidence: float | None = None):
+        return super().__new__(cls, (tuple(box), confidence))
+
+    @property
+    def box(self) -> Box:
+        return self[0]
+
+    @property
+    def confidence(self) -> float | None:
+        return self[1]
+
+
+def _literal(text: str) -> Any:
+    """``text`` as a JSON or Python literal, or None (never raises, never evaluates code)."""
+    import ast
+    import json
+
+    if len(text) > _DET_MAX_LITERAL:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError):
+        return None
+
+
+def _number(value: Any) -> float | None:
+    """A float from a JSON/literal number or a numeric string; None for anything else
+    (booleans, huge integers that overflow a float, text). NaN and inf pass through:
+    callers decide (a box with them is dropped, a confidence ignored)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    return None
+
+
+def _as_box(value: Any) -> Box | None:
+    """Four numbers ``[x1, y1, x2, y2]`` or two pairs ``[[x1, y1], [x2, y2]]``."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (list, tuple)) and len(v) == 2
+                                                                     for v in value):
+        value = [*value[0], *value[1]]
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        return None
+    nums = [_number(v) for v in value]
+    return tuple(nums) if all(v is not None for v in nums) else None  # type: ignore[return-value]
+
+
+def _entry(value: Any) -> RawDetection | None:
+    """One detection from a dict (box and confidence keys) or a bare box."""
+    if isinstance(value, dict):
+        keys = {str(k).lower(): v for k, v in value.items()}
+        box = next((_as_box(keys[k]) for k in _DET_BOX_KEYS if k in keys), None)
+        if box is None:
+            return None
+        score = next((_number(keys[k]) for k in _DET_SCORE_KEYS if k in keys), None)
+        return RawDetection(box, score)
+    box = _as_box(value)
+    return RawDetection(box) if box is not None else None
+
+
+def _entries(value: Any) -> list[RawDetection] | None:
+    """Detections of a parsed literal: a list of entries, one entry, or a dict wrapping a
+    list (``{"objects": [...]}``); None when it holds no detection structure."""
+    if isinstance(value, dict):
+        one = _entry(value)
+        if one is not None:
+            return [one]
+        lists = [v for v in value.values() if isinstance(v, (list, tuple))]
+        return _entries(lists[0]) if len(lists) == 1 else None
+    if isinstance(value, (list, tuple)):
+        one = _entry(value)  # a bare [x1, y1, x2, y2]
+        if one is not None and not any(isinstance(v, (list, tuple, dict)) for v in value):
+            return [one]
+        out = [e for e in (_entry(v) for v in value[:_DET_MAX_ENTRIES]) if e is not None]
+        return out if out or not value else None
+    return None
+
+
+def parse_detections(text: str) -> list[RawDetection] | None:
+    """Every detection written in ``text``, in order, in the text's own coordinate space.
+
+    Tried in turn, the first that yields a structure wins:
+
+    1. the text from its first ``[`` (or ``{``) to its last ``]`` (or ``}``) as one JSON or
+       Python literal: a list of ``{'Position' | 'bbox_2d' | 'bbox' | 'box': [x1, y1, x2, y2],
+       'Confidence' | 'score': c}`` objects (keys in any case), a list of bare boxes, one
+       object or one box;
+    2. every complete ``{...}`` object on its own (a list cut off by the token limit keeps
+       its complete entries; a malformed entry is skipped, the others kept);
+    3. boxes written as ``[x1, y1, x2, y2]`` or ``(x1,y1),(x2,y2)`` anywhere (no confidences).
+
+    Returns ``[]`` for an empty list (``[]``) and None when the text holds no detection
+    structure at all (the caller decides whether that is "No Objects" or a parse failure).
+    Numbers are not validated here: a box with NaN or infinite coordinates, or a
+    confidence outside [0, 1], is the caller's to drop or clip.
+    """
+    for opener, closer in (("[", "]"), ("{", "}")):
+        lo, hi = text.find(opener), text.rfind(closer)
+        if 0 <= lo < hi:
+            found = _entries(_literal(text[lo:hi + 1]))
+            if found is not None:
+                return found
+    objects = [e for e in (_entry(_literal(m.group(0))) for m in _DET_OBJECT.finditer(text)) if e is not None]
+    if objects:
+        return objects[:_DET_MAX_ENTRIES]
+    boxes = parse_boxes(text)
+    return [RawDetection(b) for b in boxes[:_DET_MAX_ENTRIES]] if boxes else None
+
+
+def rank_score(rank: int) -> float:
+    """The score of a detection whose answer states no confidence: 1 - 0.001 * rank, its
+    position (from 0) among the answer's boxes, so earlier boxes rank first and every
+    stated-confidence-free first box ties at 1.0 (as the synthetic detection task scores)."""
+    return max(0.0, 1.0 - 1e-3 * rank)
+
+
+def detection_scores(preds: Sequence[Box], gts: Sequence[Box], profile: ProtocolProfile) -> dict[str, float]:
+    """Per-sample f1, precision and recall: ``preds`` (in confidence order) greedily matched
+    to ``gts`` at the profile's IoU threshold, as the synthetic detection task scores.
+    No predictions and no ground truth ("No Objects", correctly) is f1 1."""
+    tp = greedy_match(preds, gts, profile.iou_hit)
+    precision = tp / len(preds) if preds else 0.0
+    recall = tp / len(gts) if gts else 0.0
+    f1 = 2 * tp / (len(preds) + len(gts)) if (preds or gts) else 1.0
+    return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def parse_detections_visual_rft(output: str) -> list[RawDetection]:
+    """Visual-RFT's COCO/LVIS evaluation parser, bugs included (``coco_evaluation/
+    Qwen2_VL_coco_infere.py`` and ``lvis_evaluation/Qwen2_VL_lvis_infere.py`` @ 9486633):
+    ``[[``/``]]`` become ``[``/``]``, new lines and ``, ...`` are deleted; the text inside
+    the first ``<answer>...</answer>`` (else the whole output); a text not ending in ``]``
+    is cut after its last ``},`` and closed with ``}]``; single quotes become double quotes;
+    ``json.loads``. Anything else (Python literals, ``bbox_2d``, bare boxes, 'No Objects')
+    gives no detections. Exact duplicate positions are dropped (its ``remove_duplicates``;
+    an unhashable position drops the whole answer), then entries are read in order until
+    the first malformed one (its loop raises there and keeps what it appended before).
+    """
+    import json
+
+    text = output.replace("[[", "[").replace("]]", "]").replace("\n", "").replace(", ...", "")
+    m = re.search(r"<answer>(.*?)</answer>", text)
+    content = m.group(1).strip() if m else text.strip()
+    if not content.endswith("]"):
+        content = content.rsplit("},", 1)[0] + "}]"
+    try:
+        items = json.loads(content.replace("'", '"'))
+    except (ValueError, RecursionError):
+        return []
+    # `bbox_list[0]` on a non-list or an empty list raises in the script: no detections
+    if not isinstance(items, list) or not items or isinstance(items[0], str):
+        return []
+    try:
+        seen, unique = set(), []
+        for item in items:
+            key = tuple(item["Position"])
+            if key not in seen:
+                seen.add(key)
+                unique.append(item)
+    except (TypeError, KeyError):
+        return []
+    out: list[RawDetection] = []
+    for item in unique:
+        box = item["Position"]
+        if len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            break  # trans_bbox raises: the rest of the answer is lost
+        if "Confidence" not in item:
+            break
+        score = _number(item["Confidence"])
+        out.append(RawDetection(tuple(float(v) for v in box), score))
+    return out

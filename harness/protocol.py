@@ -41,6 +41,11 @@ BOX_SYNTAXES = ("any", "json_int", "pairs_int", "list_float")
 # gold word is predicted, extra predictions are not penalised)
 MULTILABEL_RULES = ("exact_set", "words_superset")
 
+# How detection answers are read (boxes.parse_detections / parse_detections_visual_rft)
+# and what a stated confidence becomes
+DET_FORMATS = ("tolerant", "visual_rft")
+DET_CONFIDENCES = ("clip", "raw")
+
 # Math answers (docs/tasks/math.md has the rules and the table of where they differ)
 MATH_RULES = ("strict", "mathvista", "lmms-eval", "curr-reft")
 COUNT_RULES = ("number", "substring")
@@ -87,6 +92,17 @@ class ProtocolProfile:
     iou_threshold: float = 0.5
     # True: a hit is IoU >= threshold; False: IoU > threshold (scripts differ).
     iou_inclusive: bool = True
+    # ----- detection
+    # "tolerant": JSON or Python-literal lists of {'Position' | 'bbox_2d' | ...: box,
+    # 'Confidence': c}, bare boxes, truncated lists keep their complete entries;
+    # "visual_rft": its eval script's JSON repair and json.loads (anything else: no boxes)
+    det_format: str = "tolerant"
+    # Drop exact duplicate boxes of an answer (Visual-RFT's remove_duplicates); False:
+    # a duplicate is a false positive
+    det_dedup: bool = False
+    # A stated confidence is the detection's score: "clip" to [0, 1], or "raw" as written
+    # (a missing, non-numeric or non-finite one gets the rank score either way)
+    det_confidence: str = "clip"
     # ----- math (harness/math_answers.py)
     # How a math answer is read and compared: "strict" (our rules, numeric comparison),
     # "mathvista" (its calculate_score.py: shortcuts, Levenshtein-nearest option, int()
@@ -110,6 +126,9 @@ class ProtocolProfile:
                                     ("count_rule", COUNT_RULES), ("multichoice_rule", MULTICHOICE_RULES)):
             if getattr(self, field_name) not in allowed:
                 raise UsageError(f"profile {self.name}: {field_name} must be one of {allowed}")
+        if self.det_format not in DET_FORMATS or self.det_confidence not in DET_CONFIDENCES:
+            raise UsageError(f"profile {self.name}: det_format must be one of {DET_FORMATS} and det_confidence "
+                             f"one of {DET_CONFIDENCES}")
         if self.box_answer_tags is not None and self.box_answer_tags not in ANSWER_TAGS:
             raise UsageError(f"profile {self.name}: box_answer_tags must be one of {ANSWER_TAGS}")
 
@@ -143,11 +162,14 @@ VISUAL_RFT = ProtocolProfile(
     name="visual-rft", answer_tags=REQUIRED_TAGS, answer_tags_multiline=False, box_answer_tags=NO_TAGS,
     label_matching=TWO_WAY_SUBSTRING, use_synonyms=False, box_syntax="pairs_int", box_space="norm1000",
     reorder_corners=False, clip_boxes=False, iou_inclusive=False,
+    det_format="visual_rft", det_dedup=True, det_confidence="raw",
     description="Visual-RFT: <answer> required (one line); spaces/underscores dropped, lower case, two-way substring "
                 "(an empty answer counts); LISA: first (x1,y1),(x2,y2) of integers in the whole output, 0-1000 space, "
-                "mean IoU; detection reward IoU > 0.5",
+                "mean IoU; detection reward IoU > 0.5; COCO/LVIS: its JSON repair, 0-1000 boxes unclipped, exact "
+                "duplicates dropped, confidences as written",
     source="Liuziyu77/Visual-RFT@9486633 classification/Qwen2_VL_classification_infere.py, "
-           "lisa_evaluation/Qwen2_VL_lisa_infere.py, src/virft/src/open_r1/grpo.py")
+           "lisa_evaluation/Qwen2_VL_lisa_infere.py, src/virft/src/open_r1/grpo.py, "
+           "coco_evaluation/Qwen2_VL_coco_infere.py, lvis_evaluation/Qwen2_VL_lvis_infere.py")
 VLM_R1 = ProtocolProfile(
     name="vlm-r1", answer_tags=REQUIRED_TAGS, box_syntax="json_int", box_pick="last", reorder_corners=False,
     clip_boxes=False, min_overlap_px=1.0, iou_inclusive=False,
