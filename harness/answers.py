@@ -134,3 +134,78 @@ def parse_yesno(text: str) -> bool | None:
     if words[0] in ("no", "false"):
         return False
     return None
+
+
+# ----- Curr-ReFT's curriculum scorers (ding523/Curr_REFT@f123433) ------------------------------------
+# Stage 1 (yes/no), stage 2 (choices) and the eval's option check, reproduced for rewards and
+# the curr-reft profile; docs/tasks/math.md documents each formula.
+
+_CURR_REFT_TAG_CLOSED = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_CURR_REFT_TAG_OPEN = re.compile(r"<answer>(.*?)(?:<answer>|$)", re.DOTALL)
+_CURR_REFT_YES = re.compile(r"(?<![a-z])(yes|true|correct)(?![a-z])")
+_CURR_REFT_NO = re.compile(r"(?<![a-z])(no|false|incorrect)(?![a-z])")
+_CURR_REFT_LETTER = re.compile(r"(?<![A-Za-z])([A-E])(?![A-Za-z])")
+
+
+def curr_reft_answer_content(text: str) -> str:
+    """``extract_answer_content`` of its eval: a closed <answer> tag, else from an opening
+    tag to the next one or the end, else the whole text (stripped)."""
+    m = _CURR_REFT_TAG_CLOSED.search(text) or _CURR_REFT_TAG_OPEN.search(text)
+    return m.group(1).strip() if m else text.strip()
+
+
+def curr_reft_yes_no(text: str) -> str | None:
+    """Stage 1's ``extract_yes_no_answers``: lower case; "yes"/"true"/"correct" as a word
+    anywhere wins over "no"/"false"/"incorrect" ("no, not correct" reads as yes)."""
+    content = text.lower().strip()
+    if _CURR_REFT_YES.search(content):
+        return "yes"
+    if _CURR_REFT_NO.search(content):
+        return "no"
+    return None
+
+
+def curr_reft_option_letters(text: str) -> list[str]:
+    """Standalone letters A-E of the answer content after upper-casing, distinct, in order
+    of first occurrence ("a" and "I choose b" count as letters)."""
+    return list(dict.fromkeys(_CURR_REFT_LETTER.findall(curr_reft_answer_content(text).upper())))
+
+
+def curr_reft_options(text: str) -> str:
+    """``get_final_answer``: the option letters joined with commas ("" when there are none)."""
+    return ",".join(curr_reft_option_letters(text))
+
+
+def score_single_choice(pred: str | None, gold: str) -> float:
+    """Stage 2, one correct option: 1 when the chosen option is the gold one."""
+    return float(pred is not None and pred == gold)
+
+
+def score_multi_choice(pred: Sequence[str], gold: Sequence[str], rule: str) -> float:
+    """Several correct options, by ``rule`` (the profile's ``multichoice_rule``):
+
+    * ``exact_set``: 1 when the chosen set equals the gold set;
+    * ``partial`` (the paper's graduated reward, as we read it: its equation did not survive
+      in our copy of the text): 1 when equal, |P| / |G| when the choice is a non-empty strict
+      subset of the gold options (no wrong option), else 0;
+    * ``ordered`` (the code, Stage2_choice_math_resize.py): the letters joined in order of
+      first mention must equal the gold's, so "C, A" is wrong for "A, C".
+    """
+    if rule == "ordered":
+        return float(",".join(dict.fromkeys(pred)) == ",".join(dict.fromkeys(gold)))
+    p, g = set(pred), set(gold)
+    if p == g:
+        return 1.0 if g else 0.0
+    if rule == "partial" and p and p < g:
+        return len(p) / len(g)
+    return 0.0
+
+
+def discretised_iou_reward(ious: Sequence[float], profile: ProtocolProfile, threshold: float = 0.5) -> float:
+    """Curr-ReFT's detection reward: the mean IoU of the matches that pass the threshold,
+    discretised to 1 when that mean passes it too (``profile.iou_hit``: > 0.5 under curr-reft),
+    else 0. For one box this is the grounding hit (boxes.grounding_scores' acc@0.5)."""
+    valid = [v for v in ious if profile.iou_hit(v, threshold)]
+    if not valid:
+        return 0.0
+    return float(profile.iou_hit(sum(valid) / len(valid), threshold))
