@@ -2,4 +2,5 @@
 
 import tasks.classification  # noqa: F401
 import tasks.grounding  # noqa: F401
+import tasks.math  # noqa: F401
 import tasks.synthetic  # noqa: F401
