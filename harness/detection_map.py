@@ -171,3 +171,212 @@ class PerImageEval:
             hit = pos < nd  # recall levels never reached keep precision 0
             precision[k, hit] = pr[pos[hit]]
         return summary(precision, self.iou_thrs)
+
+
+# ----------------------------------------------------------------------------- real datasets
+# COCO and LVIS detection (tasks/detection): one record per (image, queried category),
+# evaluated on the dataset's real image and category ids. COCOeval (and LVISEval) match
+# every (image, category) pair on its own, so a pair is the unit here: each is matched
+# once by pycocotools, and any multiset of pairs (the point estimate, a bootstrap
+# resample) is accumulated per category exactly as COCOeval.accumulate does.
+
+#: LVIS's official cap: at most 300 detections per image (over all categories), the
+#: highest-scored kept (lvis.LVISResults); COCO keeps 100 per image and category.
+LVIS_MAX_DETS = 300
+COCO_MAX_DETS = 100
+
+
+def category_metric_name(name: str) -> str:
+    """The corpus-metric key of one category's AP: ``ap_hot_dog``, ``ap_egg_roll``."""
+    return "ap_" + "_".join(name.replace("_", " ").split())
+
+
+class CategoryEval:
+    """Per-category AP over (image, category) units, pycocotools' matching and accumulation.
+
+    ``units``: dicts with ``image_id``, ``category_id``, ``gt`` (xyxy boxes), ``gt_area``
+    (the annotations' ``area``, else the box areas), ``crowd`` (xyxy boxes of ``iscrowd``
+    annotations: matched detections are ignored, as COCOeval does), ``dets`` (``[x1, y1,
+    x2, y2, score]`` in answer order). ``categories``: id -> name, the categories
+    averaged over. ``lvis``: None for COCO rules, else LVIS's federated rules with, per
+    image id, ``{"neg": [...], "not_exhaustive": [...]}`` (``neg_category_ids``,
+    ``not_exhaustive_category_ids``): detections of a category neither annotated nor
+    verified absent in the image are dropped, unmatched detections of a not-exhaustively
+    annotated category are ignored, and at most 300 detections per image are kept.
+    ``n_fixed``: the last units are always included, whatever the resample (ground truth
+    of pairs that were never queried: misses in every resample).
+    """
+
+    CHUNK = 2000  # images per COCOeval pass
+
+    def __init__(self, units: list[dict[str, Any]], categories: dict[int, str], lvis: dict | None = None,
+                 n_fixed: int = 0) -> None:
+        self.categories = dict(categories)
+        self.n_fixed = n_fixed
+        self.max_dets = LVIS_MAX_DETS if lvis is not None else COCO_MAX_DETS
+        units = [dict(u) for u in units]
+        if lvis is not None:
+            _lvis_filter(units, lvis)
+        n = len(units)
+        self.n_units = n
+        self.cat = np.array([u["category_id"] for u in units], dtype=np.int64)
+        self.image = np.array([u["image_id"] for u in units], dtype=np.int64)
+        self.count = np.zeros(n, dtype=np.int64)
+        self.regular_gt = np.zeros(n, dtype=np.int64)
+        # units in COCOeval's accumulation order: by category, then image id (stable)
+        self.order = np.lexsort((np.arange(n), self.image, self.cat)) if n else np.zeros(0, np.int64)
+        self.rank = np.empty(n, dtype=np.int64)
+        self.rank[self.order] = np.arange(n)
+        per_unit: dict[int, tuple] = {}
+        self.iou_thrs = self.rec_thrs = None
+        image_ids = sorted(set(self.image.tolist()))
+        for lo in range(0, len(image_ids), self.CHUNK):
+            chunk = set(image_ids[lo:lo + self.CHUNK])
+            idx = [i for i in range(n) if units[i]["image_id"] in chunk]
+            ev = _coco_eval_units([units[i] for i in idx], sorted(self.categories), self.max_dets)
+            p = ev.params
+            self.iou_thrs, self.rec_thrs = p.iouThrs, p.recThrs
+            n_img = len(p.imgIds)
+            pos_img = {img: j for j, img in enumerate(p.imgIds)}
+            pos_cat = {c: k for k, c in enumerate(p.catIds)}
+            for i in idx:
+                u = units[i]
+                e = ev.evalImgs[pos_cat[u["category_id"]] * n_img + pos_img[u["image_id"]]]
+                if e is None:
+                    continue
+                s = np.asarray(e["dtScores"][:self.max_dets], dtype=np.float64)
+                m = np.asarray(e["dtMatches"][:, :self.max_dets]) != 0
+                ig = np.asarray(e["dtIgnore"][:, :self.max_dets]).astype(bool)
+                if lvis is not None and u["category_id"] in set(lvis.get(u["image_id"], {}).get("not_exhaustive", ())):
+                    ig = ig | ~m  # LVIS: an unmatched detection of a not-exhaustive category is not a false positive
+                self.count[i] = s.size
+                self.regular_gt[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
+                per_unit[i] = (s, m, ig)
+            del ev
+        t = len(self.iou_thrs) if self.iou_thrs is not None else 10
+        # flat arrays in accumulation order
+        ordered = [per_unit[i] for i in self.order.tolist() if i in per_unit]
+        self.scores = np.concatenate([o[0] for o in ordered]) if ordered else np.zeros(0)
+        self.matched = np.concatenate([o[1] for o in ordered], axis=1) if ordered else np.zeros((t, 0), bool)
+        self.ignored = np.concatenate([o[2] for o in ordered], axis=1) if ordered else np.zeros((t, 0), bool)
+        counts_sorted = self.count[self.order]
+        self.start = np.empty(n, dtype=np.int64)
+        self.start[self.order] = np.cumsum(counts_sorted) - counts_sorted
+
+    def resampled(self, indices: np.ndarray | None = None) -> dict[str, float]:
+        """AP per category, their mean (``map``) and the mean AP50 (``map50``) over the units
+        ``indices`` (of the first ``n_units - n_fixed``; None: all) plus the fixed ones.
+        A category without ground truth among them has no AP (NaN) and is left out of
+        the means, as COCOeval leaves out -1 cells; no category at all gives 0."""
+        n_var = self.n_units - self.n_fixed
+        idx = np.arange(n_var) if indices is None else np.asarray(indices, dtype=np.int64)
+        idx = np.concatenate([idx, np.arange(n_var, self.n_units)])
+        # COCOeval's order: category, then image; a unit drawn twice comes twice
+        idx = idx[np.argsort(self.rank[idx], kind="stable")]
+        out: dict[str, float] = {}
+        aps, ap50s = [], []
+        t50 = int(np.argmin(np.abs(self.iou_thrs - 0.5))) if self.iou_thrs is not None else 0
+        for cat_id, name in sorted(self.categories.items()):
+            mine = idx[self.cat[idx] == cat_id]
+            npig = int(self.regular_gt[mine].sum())
+            if npig == 0 or self.iou_thrs is None:
+                out[category_metric_name(name)] = float("nan")
+                continue
+            counts = self.count[mine]
+            det = np.repeat(self.start[mine] - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+            precision = accumulate_precision(self.scores[det], self.matched[:, det], self.ignored[:, det], npig,
+                                             self.rec_thrs)
+            out[category_metric_name(name)] = float(precision.mean())
+            aps.append(precision)
+            ap50s.append(precision[t50])
+        # as COCOeval.summarize: one mean over every valid cell (equal to the mean of the
+        # per-category APs up to rounding; this is the exact number pycocotools prints)
+        # (cells in its [iou, recall, category] order: the floating-point sum is the same too)
+        out["map"] = float(np.stack(aps, axis=2).ravel().mean()) if aps else 0.0
+        out["map50"] = float(np.stack(ap50s, axis=1).ravel().mean()) if ap50s else 0.0
+        return out
+
+
+def accumulate_precision(scores: np.ndarray, matched: np.ndarray, ignored: np.ndarray, npig: int,
+                         rec_thrs: np.ndarray) -> np.ndarray:
+    """COCOeval.accumulate's precision [iou threshold, recall threshold] for one category
+    and area range: detections (already in image order) stably sorted by score."""
+    order = np.argsort(-scores, kind="mergesort")
+    dtm, dt_ig = matched[:, order], ignored[:, order]
+    tp_sum = np.cumsum(np.logical_and(dtm, ~dt_ig), axis=1).astype(float)
+    fp_sum = np.cumsum(np.logical_and(~dtm, ~dt_ig), axis=1).astype(float)
+    precision = np.zeros((matched.shape[0], len(rec_thrs)))
+    for k in range(matched.shape[0]):
+        tp, fp = tp_sum[k], fp_sum[k]
+        nd = len(tp)
+        rc = tp / npig
+        pr = tp / (fp + tp + np.spacing(1))
+        if nd:
+            pr = np.maximum.accumulate(pr[::-1])[::-1]
+        pos = np.searchsorted(rc, rec_thrs, side="left")
+        hit = pos < nd
+        precision[k, hit] = pr[pos[hit]]
+    return precision
+
+
+def _lvis_filter(units: list[dict[str, Any]], lvis: dict) -> None:
+    """LVIS's result loading and federated filter, in place: per image, the 300
+    highest-scored detections over all its units (stable in unit order, as
+    LVISResults.limit_dets_per_image sorts); then no detections for a category that the
+    image neither annotates nor lists in ``neg_category_ids``."""
+    by_image: dict[int, list[tuple[int, int]]] = {}
+    for i, u in enumerate(units):
+        by_image.setdefault(u["image_id"], []).extend((i, j) for j in range(len(u.get("dets") or [])))
+    keep: set[tuple[int, int]] = set()
+    for refs in by_image.values():
+        if len(refs) > LVIS_MAX_DETS:
+            refs = sorted(refs, key=lambda r: units[r[0]]["dets"][r[1]][4], reverse=True)[:LVIS_MAX_DETS]
+        keep.update(refs)
+    positives: dict[int, set[int]] = {}
+    for u in units:
+        if u.get("gt"):
+            positives.setdefault(u["image_id"], set()).add(u["category_id"])
+    for i, u in enumerate(units):
+        verified = positives.get(u["image_id"], set()) | set(lvis.get(u["image_id"], {}).get("neg", ()))
+        dets = u.get("dets") or []
+        u["dets"] = [d for j, d in enumerate(dets) if (i, j) in keep] if u["category_id"] in verified else []
+        u["crowd"] = []  # LVIS has no crowd annotations
+
+
+def _coco_eval_units(units: list[dict[str, Any]], category_ids: list[int], max_dets: int):
+    """COCOeval (bbox, area 'all') over units, matched but not accumulated, on their real ids."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    image_ids = sorted({u["image_id"] for u in units})
+    gts, dets = [], []
+    for u in units:
+        areas = u.get("gt_area") or [None] * len(u.get("gt") or [])
+        for box, area in zip(u.get("gt") or [], areas):
+            xywh = _xywh(box[:4])
+            gts.append({"id": len(gts) + 1, "image_id": u["image_id"], "category_id": u["category_id"], "bbox": xywh,
+                        "area": xywh[2] * xywh[3] if area is None else float(area), "iscrowd": 0})
+        for box in u.get("crowd") or []:
+            xywh = _xywh(box[:4])
+            gts.append({"id": len(gts) + 1, "image_id": u["image_id"], "category_id": u["category_id"], "bbox": xywh,
+                        "area": xywh[2] * xywh[3], "iscrowd": 1})
+        for d in u.get("dets") or []:
+            dets.append({"image_id": u["image_id"], "category_id": u["category_id"], "bbox": _xywh(d[:4]),
+                         "score": float(d[4])})
+    # loadRes refuses an empty list: one detection on an extra image with no ground truth
+    # (it changes no other image's evaluation and is never read back)
+    spare = (min(image_ids) - 1) if image_ids else 0
+    cats = category_ids or [0]
+    dets.append({"image_id": spare, "category_id": cats[0], "bbox": [0.0, 0.0, 1.0, 1.0], "score": 1.0})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": [{"id": i} for i in [*image_ids, spare]], "annotations": gts,
+                        "categories": [{"id": c, "name": str(c)} for c in cats]}
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+        ev.params.imgIds = image_ids
+        ev.params.catIds = list(cats)
+        ev.params.areaRng, ev.params.areaRngLbl = ev.params.areaRng[:1], ev.params.areaRngLbl[:1]
+        ev.params.maxDets = [max_dets]
+        ev.evaluate()
+    return ev
