@@ -97,8 +97,10 @@ def test_match_label_lenient():
 
 def test_profiles_registry():
     assert get_profile("strict") is STRICT and get_profile("lenient") is LENIENT
-    assert list(PROFILES) == ["strict", "lenient", "visual-rft", "vlm-r1", "lmms-eval", "curr-reft", "dc-sft"]
-    with pytest.raises(KeyError, match="known: curr-reft, dc-sft, lenient, lmms-eval, strict, visual-rft, vlm-r1"):
+    assert list(PROFILES) == ["strict", "lenient", "visual-rft", "vlm-r1", "lmms-eval", "curr-reft", "dc-sft",
+                              "mathvista"]
+    with pytest.raises(KeyError, match="known: curr-reft, dc-sft, lenient, lmms-eval, mathvista, strict, visual-rft, "
+                                      "vlm-r1"):
         get_profile("loose")
     # run configs written before answer_tags replaced use_answer_tags still load
     assert ProtocolProfile.from_dict({"name": "x", "use_answer_tags": False}).answer_tags == "none"

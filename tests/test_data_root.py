@@ -15,8 +15,8 @@ from harness.errors import UsageError
 from harness.evaluator import planned_indices, run_eval
 from harness.rundir import RunDir
 from harness.taskspec import make_task
-from tests.fake_backend import FakeBackend, config
-from tests.fixtures_imagenet import write_imagenet
+from fake_backend import FakeBackend, config
+from fixtures_imagenet import write_imagenet
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from harness.protocol import get_profile
 from harness.registry import SUITES, TASK_GROUPS, TASKS
 from harness.taskspec import resolve
 from tasks.classification import fewshot as fs
-from tests import fixtures_fewshot as fx
+import fixtures_fewshot as fx
 
 DATASETS = ("flowers102", "pets", "aircraft", "cars")
 

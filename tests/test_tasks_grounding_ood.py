@@ -14,7 +14,7 @@ from harness.data import DatasetMissing
 from harness.protocol import get_profile
 from harness.registry import SUITES, TASKS
 from harness.taskspec import make_task, resolve
-from tests.fixtures_grounding_ood import write_lisa, write_parquet, write_refgta, write_refl4
+from fixtures_grounding_ood import write_lisa, write_parquet, write_refgta, write_refl4
 
 CONV = ModelConventions()
 STRICT = get_profile("strict")
@@ -260,7 +260,7 @@ def _bad_refgta(data_root, instances=None, refs=None, refs_bytes=None):
 
 
 def test_refgta_malformed(data_root):
-    from tests.fixtures_grounding_ood import refgta_files
+    from fixtures_grounding_ood import refgta_files
 
     inst, refs = refgta_files()
     assert "not valid JSON" in _bad_refgta(data_root, instances=json.dumps(inst)[:40])
@@ -289,7 +289,7 @@ def test_refgta_malformed(data_root):
 
 
 def test_refgta_strips_expressions(data_root):
-    from tests.fixtures_grounding_ood import refgta_files
+    from fixtures_grounding_ood import refgta_files
 
     fx = write_refgta(data_root)
     _, refs = refgta_files()

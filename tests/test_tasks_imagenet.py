@@ -12,7 +12,7 @@ from harness.protocol import get_profile
 from harness.registry import SUITES, TASKS
 from harness.taskspec import resolve
 from tasks.classification import imagenet
-from tests.fixtures_imagenet import (
+from fixtures_imagenet import (
     A_CLASSES,
     MAPPING,
     R_CLASSES,
@@ -71,7 +71,7 @@ def test_imagenet_val_ids_labels_order(full):
 def test_image_suffixes_case_insensitive_and_other_files_ignored(root):
     written = write_imagenet(root)
     folder = root / "imagenet" / "val" / "n01440764"
-    from tests.fixtures_imagenet import _image
+    from fixtures_imagenet import _image
 
     _image(folder / "extra_b.png")
     _image(folder / "extra_a.JPG")
@@ -225,7 +225,7 @@ def test_missing_class_folder_and_flat_val(root):
     with pytest.raises(DatasetMissing, match=r"class folder .*n01514668 is missing \(class n01514668 'cock'"):
         len(task("imagenet100_val"))
     shutil.rmtree(root / "imagenet" / "val")
-    from tests.fixtures_imagenet import _image
+    from fixtures_imagenet import _image
 
     _image(root / "imagenet" / "val" / "ILSVRC2012_val_00000001.JPEG")
     _INDEX_CACHE.clear()
@@ -387,7 +387,7 @@ def test_suite_resolves(full):
 def test_fingerprint_changes_with_the_data(full):
     t = task("imagenet100_val")
     before = t.fingerprint()
-    from tests.fixtures_imagenet import _image
+    from fixtures_imagenet import _image
 
     _image(full["root"] / "imagenet" / "val" / "n01440764" / "ILSVRC2012_val_00049999.JPEG")
     _INDEX_CACHE.clear()

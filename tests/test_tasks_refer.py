@@ -17,7 +17,7 @@ from harness.protocol import get_profile
 from harness.registry import SUITES
 from harness.taskspec import make_task, resolve
 from tasks.grounding.rows import read_rows, rows_task
-from tests import fixtures_refer as fx
+import fixtures_refer as fx
 
 CONV = ModelConventions()
 STRICT = get_profile("strict")
