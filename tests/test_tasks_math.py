@@ -11,7 +11,7 @@ from harness.conventions import ModelConventions
 from harness.data import DatasetMissing
 from harness.protocol import get_profile
 from harness.taskspec import make_task, resolve
-from tests.fixtures_math import (
+from fixtures_math import (
     MATHVISTA,
     write_clevr,
     write_conversations,
