@@ -106,6 +106,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, n_boot=args.bootstrap,
         output_path=args.output_path, overwrite=args.overwrite, log_samples=args.log_samples,
         progress=not args.no_progress, data_root=args.data_root, data_args=parse_kv(args.data_args, "--data_args"),
+        math_judge=args.math_judge,
     )
     result = run_eval(cfg)
     print()
@@ -160,15 +161,18 @@ def cmd_train_and_eval(args: argparse.Namespace) -> int:
         model_args=parse_kv(args.model_args), bootstrap=args.bootstrap, baseline=args.baseline,
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), output_path=args.output_path,
         progress=not args.no_progress, data_root=args.data_root, data_args=parse_kv(args.data_args, "--data_args"),
+        math_judge=args.math_judge,
     )
     print(run_study(cfg))
     return 0
 
 
 def configure_data(args: argparse.Namespace) -> None:
-    from harness import data
+    from harness import data, math_judge
 
     data.configure(getattr(args, "data_root", None), parse_kv(getattr(args, "data_args", None), "--data_args"))
+    spec = getattr(args, "math_judge", None)
+    math_judge.configure(math_judge.parse_spec(spec) if spec else None)
 
 
 def _task_rows(names: list[str] | None = None, count: bool = False) -> list[dict[str, Any]]:
@@ -318,6 +322,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    "(default: $HARNESS_DATA); see `harness tasks` and docs/tasks/")
     p.add_argument("--data_args", default=None, help="per-dataset options as k=v,k=v, e.g. "
                    "coco_images=/data/coco/train2014 (where RefCOCO's COCO images are)")
+    p.add_argument("--math_judge", default=None, metavar="URL,MODEL[,KEY_ENV]",
+                   help="extract math answers with an LLM behind an OpenAI-compatible endpoint (off by default: "
+                        "rule-based; KEY_ENV names the variable holding the API key); recorded in the run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from harness import data, provenance
+from harness import data, math_judge, provenance
 from harness.backends.base import Backend, SamplingParams, check_backend_args
 from harness.errors import UsageError
 from harness.protocol import get_profile
@@ -53,6 +53,9 @@ class EvalConfig:
     # say what was read, and moving the data does not change a run.
     data_root: str | None = None
     data_args: dict[str, Any] = field(default_factory=dict)
+    # An OpenAI-compatible LLM that extracts math answers (URL,MODEL[,KEY_ENV]); None: rule-based
+    # extraction unless $HARNESS_MATH_JUDGE_URL/_MODEL are set. What was used is recorded.
+    math_judge: str | None = None
     # Labels for leaderboards (method, checkpoint, cost, ...): written to config.json,
     # not part of the identity, so labelling a run never invalidates it.
     meta: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +79,7 @@ class EvalConfig:
         if not isinstance(self.data_args, dict):
             raise UsageError("data_args must be a mapping of dataset options")
         data.configure(self.data_root, self.data_args)
+        math_judge.configure(math_judge.parse_spec(self.math_judge) if self.math_judge else None)
         if check_backend:
             # an embedded name is checked as the directory it names (hash-checked, no build)
             check_backend_args(BACKENDS.get(self.backend), resolve_model(self.model), **self.model_args)
@@ -140,8 +144,11 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         model_info = {"name": cfg.model, **backend.describe()}
         run = RunDir(run_path)
         identity = {**cfg.identity(), "model_fingerprint": model_info["fingerprint"], "conventions": conv.to_dict()}
+        judge = math_judge.settings()
+        if judge is not None:  # an LLM extracting math answers changes the numbers
+            identity["math_judge"] = {k: judge[k] for k in ("endpoint", "model", "prompt")}
         config = {**asdict(cfg), "tasks": [r.full_name for r in refs], "profile_settings": profile.to_dict(),
-                  "conventions": conv.to_dict(), "roles": {r.full_name: r.role for r in refs}}
+                  "conventions": conv.to_dict(), "roles": {r.full_name: r.role for r in refs}, "math_judge": judge}
         # Records are read (a damaged file refused) before anything in the run is rewritten.
         if not cfg.overwrite:
             run.check_identity(identity)

@@ -99,6 +99,19 @@ def settings() -> dict[str, Any] | None:
     return out
 
 
+def parse_spec(spec: str) -> JudgeConfig:
+    """``URL,MODEL[,KEY_ENV]`` (the ``--math_judge`` option) -> a judge configuration."""
+    from harness.errors import UsageError
+
+    parts = [p.strip() for p in spec.split(",")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UsageError(f"--math_judge {spec!r}: expected URL,MODEL or URL,MODEL,KEY_ENV (the name of the "
+                         "environment variable that holds the API key), e.g. http://localhost:8000/v1,qwen2.5-7b")
+    if not parts[0].startswith(("http://", "https://")):
+        raise UsageError(f"--math_judge URL must start with http:// or https://, got {parts[0]!r}")
+    return JudgeConfig(url=parts[0], model=parts[1], api_key_env=parts[2] if len(parts) == 3 else None)
+
+
 def build_prompt(response: str, problem: MathProblem) -> str:
     query = problem.query.strip()
     if not query:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness import math_judge
 from harness.conventions import ModelConventions
 from harness.errors import UnknownName, UsageError
 from harness.protocol import ProtocolProfile, get_profile
@@ -106,6 +107,11 @@ def score_predictions(task_spec: str, predictions: str | Path, profile: str | No
     limit = limit if limit is not None else cfg.get("limit")
     role = cfg.get("roles", {}).get(task.full_name, task.role)
 
+    recorded_judge = cfg.get("math_judge")
+    if recorded_judge and math_judge.current() is None and task.family == "math":
+        print(f"harness: warning: the run extracted math answers with the judge {recorded_judge.get('model')} at "
+              f"{recorded_judge.get('endpoint')}; re-scoring without --math_judge uses the rule-based extraction",
+              file=sys.stderr)
     preds = read_predictions(predictions, task.full_name, own_run=found is not None)
     n_given = len(preds)
     records = []

@@ -64,6 +64,7 @@ class StudyConfig:
     #: local datasets (see harness eval --data_root / --data_args); not part of the identity
     data_root: str | None = None
     data_args: dict[str, Any] = field(default_factory=dict)
+    math_judge: str | None = None
 
     def default_output_path(self) -> str:
         return str(Path("harness_studies") / f"{Path(self.model.rstrip('/')).name}-{self.suite}-{'-'.join(self.trainers)}")
@@ -129,6 +130,7 @@ def _eval_config(cfg: StudyConfig, model: str, out: Path, meta: dict[str, Any]) 
     return EvalConfig(model=model, tasks=[cfg.suite], model_args=dict(cfg.model_args), limit=cfg.eval_limit,
                       batch_size=cfg.eval_batch_size, seed=cfg.seed or 0, n_boot=cfg.bootstrap, output_path=str(out),
                       progress=cfg.progress, data_root=cfg.data_root, data_args=dict(cfg.data_args),
+                      math_judge=cfg.math_judge,
                       meta={"model": Path(cfg.model.rstrip("/")).name, "seed": cfg.seed or 0, **meta})
 
 

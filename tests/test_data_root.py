@@ -7,6 +7,8 @@ import pickle
 import re
 
 import pytest
+from fake_backend import FakeBackend, config
+from fixtures_imagenet import write_imagenet
 
 from harness import data, safe_pickle
 from harness.cli import main
@@ -15,8 +17,6 @@ from harness.errors import UsageError
 from harness.evaluator import planned_indices, run_eval
 from harness.rundir import RunDir
 from harness.taskspec import make_task
-from fake_backend import FakeBackend, config
-from fixtures_imagenet import write_imagenet
 
 
 @pytest.fixture(autouse=True)
@@ -182,3 +182,26 @@ def test_safe_pickle_loads_plain_data_and_refuses_objects(tmp_path):
         safe_pickle.load(cut)
     with pytest.raises(UsageError, match="does not exist"):
         safe_pickle.load(tmp_path / "none.p")
+
+
+# ----------------------------------------------------------------------------- --math_judge is recorded
+def test_math_judge_is_recorded_and_part_of_the_identity(tmp_path):
+    from harness import math_judge
+
+    spec = ["synth_count_id"]
+    cfg = config(tmp_path / "run", tasks=spec, limit=4, math_judge="http://127.0.0.1:9/v1,judge-7b,JUDGE_KEY")
+    try:
+        result = run_eval(cfg, backend=FakeBackend(specs=spec, limit=4))
+        recorded = RunDir(result.run_dir).read_config()
+        assert recorded["math_judge"]["model"] == "judge-7b" and recorded["math_judge"]["api_key_env"] == "JUDGE_KEY"
+        assert recorded["identity"]["math_judge"] == {"endpoint": "http://127.0.0.1:9/v1/chat/completions",
+                                                      "model": "judge-7b", "prompt": math_judge.PROMPT_VERSION}
+        # the same run without the judge would score differently: refused, not mixed
+        from harness.rundir import ConfigMismatch
+
+        with pytest.raises(ConfigMismatch, match="math_judge: recorded"):
+            run_eval(config(tmp_path / "run", tasks=spec, limit=4), backend=FakeBackend(specs=spec, limit=4))
+    finally:
+        math_judge.configure(None)
+    with pytest.raises(UsageError, match="expected URL,MODEL"):
+        config(tmp_path / "x", math_judge="http://h").validate(check_backend=False)

@@ -13,14 +13,14 @@ import json
 import math
 
 import pytest
+from fixtures_imagenet import write_imagenet
+from fixtures_refer import write_refer
 
 from harness.boxes import GROUNDING_METRICS, grounding_scores, iou, read_answer_box
 from harness.cli import main
 from harness.conventions import ModelConventions
 from harness.protocol import PROFILES, get_profile
 from harness.taskspec import make_task
-from fixtures_imagenet import write_imagenet
-from fixtures_refer import write_refer
 
 # the matrices' columns: the profiles of classification and grounding scripts (mathvista is
 # a math profile: its label and box settings are strict's)
@@ -189,8 +189,9 @@ def test_harness_score_gives_the_reference_numbers_under_each_profile(data_root,
 
 
 def test_compare_profiles_prints_a_run_under_every_profile(data_root, tmp_path, capsys):
-    from harness.evaluator import EvalConfig, run_eval
     from fake_backend import FakeBackend
+
+    from harness.evaluator import EvalConfig, run_eval
 
     class Replay(FakeBackend):
         """Answers every prompt with a fixed output per (image, prompt text)."""

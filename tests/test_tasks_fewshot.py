@@ -3,6 +3,7 @@ upstream-format fixtures."""
 
 from __future__ import annotations
 
+import fixtures_fewshot as fx
 import numpy as np
 import pytest
 import scipy.io
@@ -13,7 +14,6 @@ from harness.protocol import get_profile
 from harness.registry import SUITES, TASK_GROUPS, TASKS
 from harness.taskspec import resolve
 from tasks.classification import fewshot as fs
-import fixtures_fewshot as fx
 
 DATASETS = ("flowers102", "pets", "aircraft", "cars")
 

@@ -6,6 +6,7 @@ import json
 import pickle
 
 import pytest
+from fixtures_grounding_ood import write_lisa, write_parquet, write_refgta, write_refl4
 
 import tasks  # noqa: F401  (registers the tasks)
 from harness import dataset_task
@@ -14,7 +15,6 @@ from harness.data import DatasetMissing
 from harness.protocol import get_profile
 from harness.registry import SUITES, TASKS
 from harness.taskspec import make_task, resolve
-from fixtures_grounding_ood import write_lisa, write_parquet, write_refgta, write_refl4
 
 CONV = ModelConventions()
 STRICT = get_profile("strict")

@@ -3,15 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
-from harness import data
-from harness.conventions import ModelConventions
-from harness.data import DatasetMissing
-from harness.dataset_task import _INDEX_CACHE
-from harness.protocol import get_profile
-from harness.registry import SUITES, TASKS
-from harness.taskspec import resolve
-from tasks.classification import imagenet
 from fixtures_imagenet import (
     A_CLASSES,
     MAPPING,
@@ -24,6 +15,15 @@ from fixtures_imagenet import (
     write_imagenet_r,
     write_voc,
 )
+
+from harness import data
+from harness.conventions import ModelConventions
+from harness.data import DatasetMissing
+from harness.dataset_task import _INDEX_CACHE
+from harness.protocol import get_profile
+from harness.registry import SUITES, TASKS
+from harness.taskspec import resolve
+from tasks.classification import imagenet
 
 CONV = ModelConventions()
 STRICT = get_profile("strict")

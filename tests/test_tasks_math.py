@@ -6,11 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness.conventions import ModelConventions
-from harness.data import DatasetMissing
-from harness.protocol import get_profile
-from harness.taskspec import make_task, resolve
 from fixtures_math import (
     MATHVISTA,
     write_clevr,
@@ -18,6 +13,11 @@ from fixtures_math import (
     write_curr_reft,
     write_mathvista,
 )
+
+from harness.conventions import ModelConventions
+from harness.data import DatasetMissing
+from harness.protocol import get_profile
+from harness.taskspec import make_task, resolve
 
 CONV = ModelConventions()
 STRICT = get_profile("strict")

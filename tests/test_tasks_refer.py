@@ -6,6 +6,7 @@ import collections
 import json
 import pickle
 
+import fixtures_refer as fx
 import pytest
 
 import tasks.classification.refcoco_categories  # noqa: F401  (registers refcoco_cls_*, curr_reft_cls)
@@ -17,7 +18,6 @@ from harness.protocol import get_profile
 from harness.registry import SUITES
 from harness.taskspec import make_task, resolve
 from tasks.grounding.rows import read_rows, rows_task
-import fixtures_refer as fx
 
 CONV = ModelConventions()
 STRICT = get_profile("strict")
