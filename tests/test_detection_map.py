@@ -131,3 +131,95 @@ def test_a_reordered_resample_is_evaluated_as_given():
     sample.reverse()  # no longer base[indices]: the per-image shortcut must not be taken
     assert not sample.intact()
     assert detection_map(sample) == pycocotools_map(list(sample))
+
+
+# ----------------------------------------------------------------------------- CategoryEval (real ids)
+def _units(seed: int, n_images: int = 30):
+    rng = random.Random(seed)
+    cats = {1: "a", 5: "b", 9: "c", 12: "d"}  # d never has ground truth
+
+    def box():
+        x, y = rng.uniform(0, 60), rng.uniform(0, 60)
+        return [x, y, x + rng.uniform(2, 30), y + rng.uniform(2, 30)]
+
+    units = []
+    for img in rng.sample(range(1, 10_000), n_images):
+        for c in cats:
+            if rng.random() < 0.4:
+                continue
+            gt = [box() for _ in range(rng.randint(0, 3))] if c != 12 else []
+            crowd = [box()] if rng.random() < 0.15 else []
+            dets = [[*(g if rng.random() < 0.6 else box()), rng.choice((0.3, 0.5, 0.9, rng.random()))] for g in gt]
+            dets += [[*box(), rng.random()] for _ in range(rng.randint(0, 2))]
+            units.append({"image_id": img, "category_id": c, "gt": gt, "crowd": crowd, "dets": dets})
+    return units, cats
+
+
+def _pycocotools_units(units, cats):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def xywh(b):
+        return [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+
+    gts, dets = [], []
+    for u in units:
+        for g, crowd in [(g, 0) for g in u["gt"]] + [(g, 1) for g in u["crowd"]]:
+            gts.append({"id": len(gts) + 1, "image_id": u["image_id"], "category_id": u["category_id"],
+                        "bbox": xywh(g), "area": xywh(g)[2] * xywh(g)[3], "iscrowd": crowd})
+        for d in u["dets"]:
+            dets.append({"image_id": u["image_id"], "category_id": u["category_id"], "bbox": xywh(d[:4]),
+                         "score": d[4]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": [{"id": i} for i in sorted({u["image_id"] for u in units})], "annotations": gts,
+                        "categories": [{"id": c, "name": n} for c, n in cats.items()]}
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    per = {}
+    for k, c in enumerate(ev.params.catIds):
+        p = ev.eval["precision"][:, :, k, 0, -1]
+        per[cats[c]] = float(p[p > -1].mean()) if (p > -1).any() else None
+    return ev.stats[0], ev.stats[1], per
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_category_eval_matches_pycocotools(seed):
+    from harness.detection_map import CategoryEval
+
+    units, cats = _units(seed)
+    got = CategoryEval(units, cats).resampled()
+    ap, ap50, per = _pycocotools_units(units, cats)
+    assert got["map"] == ap and got["map50"] == ap50
+    for name, value in per.items():
+        assert (value is None and np.isnan(got[f"ap_{name}"])) or got[f"ap_{name}"] == value
+
+
+def test_category_eval_chunking_and_subsets(monkeypatch):
+    from harness.detection_map import CategoryEval
+
+    units, cats = _units(7, n_images=40)
+    whole = CategoryEval(units, cats)
+    monkeypatch.setattr(CategoryEval, "CHUNK", 3)
+    chunked = CategoryEval(units, cats)
+    assert chunked.resampled() == pytest.approx(whole.resampled(), nan_ok=True)
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # a subset (no repeats) is evaluated as pycocotools would evaluate those units alone
+        idx = np.sort(rng.choice(len(units), size=len(units) // 2, replace=False))
+        fresh = CategoryEval([units[i] for i in idx], cats).resampled()
+        assert whole.resampled(idx) == pytest.approx(fresh, nan_ok=True)
+
+
+def test_category_eval_fixed_units_are_in_every_resample():
+    from harness.detection_map import CategoryEval
+
+    units, cats = _units(3)
+    missed = [{"image_id": 99_999, "category_id": 1, "gt": [[0, 0, 10, 10]], "crowd": [], "dets": []}]
+    ev = CategoryEval(units + missed, cats, n_fixed=1)
+    assert ev.resampled() == pytest.approx(CategoryEval(units + missed, cats).resampled(), nan_ok=True)
+    idx = np.arange(len(units))[::2]
+    assert ev.resampled(idx) == pytest.approx(CategoryEval([units[i] for i in idx] + missed, cats).resampled(),
+                                              nan_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from harness.data import DatasetSpec, require_file
@@ -25,6 +26,10 @@ class LvisDetection(DetectionTask):
     dataset = LVIS
     lvis = True
     split = "val"
+
+    def image_root(self) -> Path:
+        # <data_root>/coco, written without the "lvis/.." the spec's default goes through
+        return Path(os.path.normpath(self.dataset.image_dir()))
 
     def annotation_file(self) -> Path:
         base = self.dataset.path()
