@@ -65,6 +65,8 @@ class Annotations:
     frequency: dict[int, str]
     #: (image id, category id) -> [(xyxy box, area, iscrowd)] in file order
     objects: dict[tuple[int, int], list[tuple[list[float], float, bool]]] = field(default_factory=dict)
+    #: image id -> the category ids annotated in it, ascending
+    image_categories: dict[int, list[int]] = field(default_factory=dict)
 
     def category_id(self, name: str) -> int:
         for cid, cname in self.categories.items():
@@ -160,7 +162,12 @@ def read_annotations(path: Path, dataset: str, lvis: bool) -> Annotations:
         crowd = bool(ann.get("iscrowd", 0)) and not lvis
         x, y, w, h = (float(v) for v in bbox)
         objects.setdefault((ann["image_id"], ann["category_id"]), []).append(([x, y, x + w, y + h], float(area), crowd))
-    result = Annotations(str(path), images, categories, frequency, objects)
+    image_categories: dict[int, list[int]] = {}
+    for image_id, cat in objects:
+        image_categories.setdefault(image_id, []).append(cat)
+    for cats in image_categories.values():
+        cats.sort()
+    result = Annotations(str(path), images, categories, frequency, objects, image_categories)
     _ANNOTATION_CACHE.clear()  # one file at a time: train2017's annotations are large
     _ANNOTATION_CACHE[key] = result
     return result
@@ -259,7 +266,7 @@ class DetectionTask(DatasetTask):
         queried_absent = 0
         for image_id in image_ids:
             img = ann.images[image_id]
-            annotated = [c for c in sorted(cats) if (image_id, c) in ann.objects]
+            annotated = [c for c in ann.image_categories.get(image_id, ()) if c in cats]
             if exist is None:
                 asked = self.ground_truth_queries(image_id, annotated)
             else:
@@ -313,7 +320,7 @@ class DetectionTask(DatasetTask):
     def _others(ann: Annotations, image_id: int, cat: int) -> list[list[float]]:
         """Boxes of other categories' objects in the image: the :mc distractors."""
         out: list[list[float]] = []
-        for c in sorted(ann.categories):
+        for c in ann.image_categories.get(image_id, ()):
             if c == cat:
                 continue
             for box, _, crowd in ann.objects.get((image_id, c), ()):
