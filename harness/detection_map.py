@@ -259,6 +259,9 @@ class CategoryEval:
         self.scores = np.concatenate([o[0] for o in ordered]) if ordered else np.zeros(0)
         self.matched = np.concatenate([o[1] for o in ordered], axis=1) if ordered else np.zeros((t, 0), bool)
         self.ignored = np.concatenate([o[2] for o in ordered], axis=1) if ordered else np.zeros((t, 0), bool)
+        # categories with ground truth in the split: the only ones given an ap_<name> key
+        # (the keys must not depend on the resample)
+        self.present = {int(c) for c in np.unique(self.cat[self.regular_gt > 0])}
         counts_sorted = self.count[self.order]
         self.start = np.empty(n, dtype=np.int64)
         self.start[self.order] = np.cumsum(counts_sorted) - counts_sorted
@@ -266,8 +269,9 @@ class CategoryEval:
     def resampled(self, indices: np.ndarray | None = None) -> dict[str, float]:
         """AP per category, their mean (``map``) and the mean AP50 (``map50``) over the units
         ``indices`` (of the first ``n_units - n_fixed``; None: all) plus the fixed ones.
-        A category without ground truth among them has no AP (NaN) and is left out of
-        the means, as COCOeval leaves out -1 cells; no category at all gives 0."""
+        Only categories with ground truth in the split get an ``ap_<name>``; one with none
+        among the drawn units has no AP (NaN) and is left out of the means, as COCOeval
+        leaves out -1 cells; no category at all gives 0."""
         n_var = self.n_units - self.n_fixed
         idx = np.arange(n_var) if indices is None else np.asarray(indices, dtype=np.int64)
         idx = np.concatenate([idx, np.arange(n_var, self.n_units)])
@@ -277,6 +281,8 @@ class CategoryEval:
         aps, ap50s = [], []
         t50 = int(np.argmin(np.abs(self.iou_thrs - 0.5))) if self.iou_thrs is not None else 0
         for cat_id, name in sorted(self.categories.items()):
+            if cat_id not in self.present:
+                continue
             mine = idx[self.cat[idx] == cat_id]
             npig = int(self.regular_gt[mine].sum())
             if npig == 0 or self.iou_thrs is None:
