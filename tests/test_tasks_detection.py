@@ -11,6 +11,7 @@ import json
 import sys
 import types
 
+import fixtures_detection as fx
 import numpy as np
 import pytest
 
@@ -21,7 +22,6 @@ from harness.protocol import get_profile
 from harness.registry import SUITES, TASK_GROUPS, TASKS
 from harness.scoring import aggregate, score_output
 from harness.taskspec import resolve
-from tests import fixtures_detection as fx
 
 STRICT = get_profile("strict")
 PIXELS = ModelConventions(box_space="abs")  # answers in original pixels: reference boxes are exact
