@@ -88,8 +88,11 @@ def aggregate(task: Task, records: Iterable[dict[str, Any]], profile: ProtocolPr
         corpus = task.corpus_metrics(everything, profile)
         if corpus:
             # one resampling pass for all corpus metrics; capped: each resample reruns them
-            cis = bootstrap_ci(recs, lambda items: task.corpus_metrics(items, profile), n_boot=min(n_boot, 100), seed=seed,
-                               cache=everything.cache)
+            if n_boot > 0:
+                cis = bootstrap_ci(recs, lambda items: task.corpus_metrics(items, profile), n_boot=min(n_boot, 100),
+                                   seed=seed, cache=everything.cache)
+            else:  # --bootstrap 0: no CIs (as for the per-sample means)
+                cis = {name: (math.nan, math.nan) for name in corpus}
             for name, value in corpus.items():
                 metrics[name] = {"value": value, "ci": list(cis[name])}
     return {

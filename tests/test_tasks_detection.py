@@ -357,6 +357,21 @@ def test_coco_map_equals_pycocotools_on_the_annotation_file(written):
     assert lo <= hi
 
 
+def test_harness_score_gives_pycocotools_map(written, tmp_path, capsys):
+    """The command line on a predictions file from another tool (ids are <image_id>:<category_id>)."""
+    from harness.cli import main
+
+    t = task("coco_ov_base_val")
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"sample_id": sid, "output": out}) + "\n" for sid, out in BASE_OUTPUTS.items()))
+    assert main(["score", "--task", "coco_ov_base_val", "--predictions", str(preds), "--box_space", "abs",
+                 "--format", "json", "--bootstrap", "0"]) == 0
+    agg = json.loads(capsys.readouterr().out)
+    dets = [{"image_id": i, "category_id": c, "bbox": xywh(b), "score": s} for i, c, b, s in BASE_REFERENCE]
+    ap, ap50, _ = coco_reference(written["coco_val"]["path"], dets, [int(c) for c in t.notes()["categories"]])
+    assert agg["metrics"]["map"]["value"] == ap and agg["metrics"]["map50"]["value"] == ap50 and agg["n"] == 6
+
+
 def test_coco_existence_map_counts_unqueried_ground_truth_as_missed(written, root):
     path = fx.write_existence_map(root / "exist_map_coco.json", NOVEL_MAP)
     data.configure(None, {"coco_det_queries": str(path)})
