@@ -317,6 +317,22 @@ def cmd_build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_lmms(args: argparse.Namespace) -> int:
+    from harness.lmms.export import export_conventions, export_tasks
+
+    conv = export_conventions(args.model_type, parse_kv(args.conventions, "--conventions"))
+    infos = export_tasks(args.dir, args.tasks.split(","), conventions=conv, profile=args.profile, limit=args.limit,
+                         subsample=args.subsample, seed=args.seed, data_root=args.data_root,
+                         data_args=parse_kv(args.data_args, "--data_args"), overwrite=args.overwrite)
+    for i in infos:
+        skipped = f"  (not exported: {', '.join(i.skipped_metrics)})" if i.skipped_metrics else ""
+        print(f"{i.lmms_name}: {i.n} samples of {i.harness_task}, metrics {','.join(i.metrics)}{skipped}")
+    names = ",".join(i.lmms_name for i in infos)
+    print(f"\nlmms-eval --include_path {Path(args.dir).expanduser().resolve()} --tasks {names} --model ...\n"
+          "(harness must be importable where lmms-eval runs: it scores the outputs)")
+    return 0
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_root", default=None, help="directory holding local datasets in their upstream layouts "
                    "(default: $HARNESS_DATA); see `harness tasks` and docs/tasks/")
@@ -466,6 +482,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the shipped model (harness/models/tiny_qwen2vl) by a float16 export of this build")
     b.add_argument("--no_progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build_tiny)
+
+    x = sub.add_parser("export-lmms", parents=[common], help="write tasks as an lmms-eval task directory (--include_path)",
+                       description="Writes each task (suites and groups expand to their ID and OOD splits) as an "
+                                   "lmms-eval task over local data: a YAML, a utils.py whose process_results calls "
+                                   "harness's own scorer, data.jsonl and PNG images. See docs/lmms.md.")
+    x.add_argument("dir", help="output directory (pass it to lmms-eval as --include_path)")
+    x.add_argument("--tasks", required=True, help="comma-separated tasks, suites or groups; :mc or :yesno as in eval")
+    x.add_argument("--model_type", default="qwen2_vl", help="model family whose conventions (box space) the prompts "
+                   "are written for (default qwen2_vl)")
+    x.add_argument("--conventions", default=None, help="convention overrides as k=v,k=v, e.g. box_space=norm1")
+    x.add_argument("--profile", default="strict", help="scoring protocol profile (default strict)")
+    x.add_argument("--limit", type=int, default=None, help="export only the first N samples of each task")
+    x.add_argument("--subsample", type=int, default=None, help="export a seeded random N samples of each task")
+    x.add_argument("--seed", type=int, default=0, help="seed for --subsample (default 0)")
+    x.add_argument("--overwrite", action="store_true", help="replace task directories that exist")
+    add_data_options(x)
+    x.set_defaults(func=cmd_export_lmms)
 
     from leaderboards.cli import add_parsers  # leaderboard, regress
 

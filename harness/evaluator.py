@@ -125,6 +125,14 @@ def _batch_seed(seed: int, task: str, block: int) -> int:
 def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     from tqdm.auto import tqdm
 
+    # Hook: lmms-eval tasks (``lmms:<task>``, the optional lmms-eval bridge, harness/lmms) run
+    # through lmms-eval's own evaluator with this backend; harness tasks beside them come back here.
+    from harness.lmms import has_lmms_tasks
+
+    if has_lmms_tasks(cfg.tasks):
+        from harness.lmms.run import run_with_lmms
+
+        return run_with_lmms(cfg, backend)
     cfg.validate(check_backend=backend is None)
     refs: list[TaskRef] = resolve(cfg.tasks)
     tasks = [(ref, make_task(ref.name, ref.fmt)) for ref in refs]
