@@ -96,9 +96,31 @@ def _threads() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    from harness import distributed
     from harness.evaluator import EvalConfig, run_eval
     from leaderboards.table import eval_rows, render_text
+
+    if args.num_processes is not None:
+        if args.num_processes < 1:
+            raise UsageError(f"--num_processes must be >= 1, got {args.num_processes}")
+        if distributed.current().size > 1:
+            raise UsageError("--num_processes is for a plain harness eval; under torchrun or accelerate launch the "
+                             "launcher already started the processes")
+        if args.num_processes > 1:
+            return distributed.launch(_without_option(args.argv, "--num_processes"), args.num_processes)
 
     cfg = EvalConfig(
         model=args.model, tasks=args.tasks.split(","), backend=args.backend, model_args=parse_kv(args.model_args),
@@ -109,6 +131,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         math_judge=args.math_judge,
     )
     result = run_eval(cfg)
+    if not distributed.current().main:
+        return 0  # rank 0 prints the table
     print()
     print(selection_header(cfg.limit, cfg.subsample, cfg.seed, cfg.profile))
     print(render_text(eval_rows(result.aggregates)))
@@ -371,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--subsample", type=int, default=None,
                    help="score a seeded random N samples of each task (seed: --seed), kept in split order")
     e.add_argument("--batch_size", type=int, default=8, help="prompts per generate call (default 8)")
+    e.add_argument("--num_processes", type=int, default=None,
+                   help="data-parallel eval in N processes on this machine (under torchrun; each loads the model, "
+                        "with device=cuda each its own GPU); the run directory and aggregates are those of one "
+                        "process. Several nodes: `torchrun --nnodes ... -m harness.cli eval ...` (docs/backends.md)")
     e.add_argument("--output_path", default=None,
                    help="run directory (default: harness_runs/<model>-<config hash>); rerun to resume")
     e.add_argument("--seed", type=int, default=0, help="seed for sampling and bootstrap (default 0)")
@@ -510,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     _threads()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into head & co.

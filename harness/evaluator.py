@@ -17,9 +17,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from harness import data, math_judge, provenance
+from harness import data, distributed, math_judge, provenance
 from harness.backends.base import Backend, SamplingParams, check_backend_args
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.protocol import get_profile
 from harness.registry import BACKENDS
 from harness.rundir import RunDir
@@ -113,8 +113,11 @@ def resolve_model(model: str) -> str:
     return resolve_embedded(model) if model in EMBEDDED else model
 
 
-def make_backend(cfg: EvalConfig) -> Backend:
-    return BACKENDS.get(cfg.backend)(model=resolve_model(cfg.model), **cfg.model_args)
+def make_backend(cfg: EvalConfig, world: distributed.World | None = None) -> Backend:
+    args = dict(cfg.model_args)
+    if world is not None and world.size > 1 and args.get("device") == "cuda":
+        args["device"] = f"cuda:{world.local_rank}"  # one GPU per process of a data-parallel run
+    return BACKENDS.get(cfg.backend)(model=resolve_model(cfg.model), **args)
 
 
 def _batch_seed(seed: int, task: str, block: int) -> int:
@@ -143,8 +146,10 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     check_output_dir(run_path)
     if not cfg.overwrite:  # a mismatch that needs no model is refused before loading one
         RunDir(run_path).check_identity(cfg.identity(), keys=set(cfg.identity()))
+    world = distributed.current()
+    distributed.init(world)
     owns_backend = backend is None
-    backend = backend or make_backend(cfg)
+    backend = backend or make_backend(cfg, world)
     try:
         conv = backend.conventions
         if profile.box_space:  # the profile's script asks every model for this space (lmms-eval: 0-1)
@@ -157,23 +162,31 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
             identity["math_judge"] = {k: judge[k] for k in ("endpoint", "model", "prompt")}
         config = {**asdict(cfg), "tasks": [r.full_name for r in refs], "profile_settings": profile.to_dict(),
                   "conventions": conv.to_dict(), "roles": {r.full_name: r.role for r in refs}, "math_judge": judge}
-        # Records are read (a damaged file refused) before anything in the run is rewritten.
-        if not cfg.overwrite:
-            run.check_identity(identity)
-        done = {t.full_name: set() if cfg.overwrite else {r["sample_id"] for r in run.read(t.full_name, repair=True)}
-                for _, t in tasks}
-        resumed = run.prepare(identity, config, overwrite=cfg.overwrite)
-        notes = {t.full_name: n for _, t in tasks if (n := getattr(t, "notes", dict)())}
-        run.write_provenance(provenance.collect(model_info, {t.full_name: t.fingerprint() for _, t in tasks}, cfg.seed,
-                                                notes))
+        # One process (rank 0 of a data-parallel run) checks and prepares the run directory;
+        # the others wait for it and stop with its error if it fails.
+        failure = None
+        if world.main:
+            try:
+                resumed = _prepare_run(cfg, run, tasks, identity, config, model_info)
+            except Exception as exc:  # shared with the other ranks, then raised here
+                failure = exc
+        shared = distributed.share(world, None if failure is None else (type(failure).__name__, str(failure)))
+        if failure is not None:
+            raise failure
+        if shared is not None:
+            raise HarnessError(f"rank 0 stopped the run: {shared[1]}")
+        resumed = bool(distributed.share(world, resumed if world.main else None))
+        done = {t.full_name: {r["sample_id"] for r in run.iter(t.full_name)} for _, t in tasks}
 
         chosen = {t.full_name: planned_indices(t, cfg.limit, cfg.subsample, cfg.seed) for _, t in tasks}
         planned = {name: len(idx) for name, idx in chosen.items()}
-        bar = tqdm(total=sum(planned.values()), initial=sum(min(len(d), planned[n]) for n, d in done.items()),
-                   disable=not cfg.progress, unit="sample", dynamic_ncols=True)
+        # this process's share: whole batches (blocks of batch_size planned positions)
+        mine = {name: sum(1 for pos in range(n) if world.owns(pos // cfg.batch_size)) for name, n in planned.items()}
+        bar = tqdm(total=sum(mine.values()), initial=sum(min(len(d), mine[n]) for n, d in done.items()),
+                   disable=not cfg.progress or not world.main, unit="sample", dynamic_ncols=True)
         for _, task in tasks:
             bar.set_description(task.full_name)
-            writer = run.writer(task.full_name)
+            writer = run.writer(task.full_name, rank=world.rank if world.size > 1 else None)
             base = SamplingParams(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
                                   temperature=cfg.temperature, top_p=cfg.top_p)
             batch: list[tuple[int, Any]] = []
@@ -194,6 +207,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
             # was recorded before, so a resumed run groups (and seeds) samples exactly as a
             # fresh one. (Without --subsample a sample's position is its index.)
             for position, (index, sample) in enumerate(_planned_samples(task, wanted)):
+                if not world.owns(position // cfg.batch_size):
+                    continue
                 if batch and position // cfg.batch_size != batch_block[0]:
                     flush()
                 if not batch:
@@ -203,6 +218,12 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
             flush()
             writer.sync()
         bar.close()
+        distributed.barrier(world)
+        if not world.main:  # rank 0 merges the shards and aggregates
+            return EvalResult(run.path, [], resumed)
+        for _, task in tasks:
+            if run.shard_paths(task.full_name):
+                run.consolidate(task.full_name)
 
         aggregates = [
             aggregate(task, islice(run.iter(task.full_name), planned[task.full_name]),
@@ -214,6 +235,22 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     finally:
         if owns_backend:
             backend.close()
+        distributed.finish(world)
+
+
+def _prepare_run(cfg: EvalConfig, run: RunDir, tasks, identity, config, model_info) -> bool:
+    """Check the recorded identity, make every task's records whole (see RunDir.consolidate:
+    a damaged file is refused before anything is rewritten), write config and provenance.
+    Returns whether an existing run is resumed."""
+    if not cfg.overwrite:
+        run.check_identity(identity)
+        for _, t in tasks:
+            run.consolidate(t.full_name)
+    resumed = run.prepare(identity, config, overwrite=cfg.overwrite)
+    notes = {t.full_name: n for _, t in tasks if (n := getattr(t, "notes", dict)())}
+    run.write_provenance(provenance.collect(model_info, {t.full_name: t.fingerprint() for _, t in tasks}, cfg.seed,
+                                            notes))
+    return resumed
 
 
 def planned_indices(task, limit: int | None, subsample: int | None, seed: int) -> list[int]:

@@ -11,18 +11,26 @@ configuration is refused rather than silently mixed into the same records.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.atomic import write_json_atomic
+from harness.atomic import write_json_atomic, write_text_atomic
 from harness.errors import HarnessError, UsageError
 from harness.records import RecordWriter, iter_records, read_records
 from harness.validation import identity_diff, read_json_file
 
 # What the evaluator relies on in every record it reads back.
 RECORD_KEYS = ("sample_id", "index", "scores")
+
+
+def retry_on_resume(record: dict[str, Any]) -> bool:
+    """A record of a sample whose generation failed (the backend raised: an engine error, a
+    server that was down, an unreadable image): a resumed run generates it again."""
+    failure = record.get("failure")
+    return isinstance(failure, str) and failure.startswith("generation error")
 
 
 class ConfigMismatch(HarnessError):
@@ -94,8 +102,41 @@ class RunDir:
         """The task's records one at a time (strict: after the run repaired the file)."""
         return iter_records(self.records_path(task_full_name), required=RECORD_KEYS)
 
-    def writer(self, task_full_name: str) -> RecordWriter:
-        return RecordWriter(self.records_path(task_full_name))
+    def writer(self, task_full_name: str, rank: int | None = None) -> RecordWriter:
+        """Appends to the task's records file, or with ``rank`` to that process's shard
+        (data-parallel eval: every process writes its own file; :meth:`consolidate` merges)."""
+        return RecordWriter(self.records_path(task_full_name) if rank is None else self.shard_path(task_full_name, rank))
+
+    def shard_path(self, task_full_name: str, rank: int) -> Path:
+        return self.path / "records" / f"{_safe(task_full_name)}.rank{rank}.jsonl"
+
+    def shard_paths(self, task_full_name: str) -> list[Path]:
+        folder = self.path / "records"
+        return sorted(folder.glob(f"{_safe(task_full_name)}.rank*.jsonl")) if folder.is_dir() else []
+
+    def consolidate(self, task_full_name: str) -> list[dict[str, Any]]:
+        """The task's records, made whole: shards of a data-parallel run merged into the
+        task's file, torn lines dropped, and records of samples whose generation failed
+        (an engine or server error, a sample that never reached the model) dropped so
+        that they are generated again. The file is rewritten (atomically, in split order)
+        only when something changed; shard files are removed after that."""
+        main = self.records_path(task_full_name)
+        shards = self.shard_paths(task_full_name)
+        records = read_records(main, repair=True, required=RECORD_KEYS)
+        n_main = len(records)
+        for shard in shards:
+            records += read_records(shard, required=RECORD_KEYS)
+        kept: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            if not retry_on_resume(rec) and rec["sample_id"] not in kept:
+                kept[rec["sample_id"]] = rec
+        if shards or len(kept) != n_main:
+            ordered = sorted(kept.values(), key=lambda r: r["index"])
+            write_text_atomic(main, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in ordered))
+            for shard in shards:
+                shard.unlink()
+            return ordered
+        return records
 
     def write_provenance(self, provenance: dict[str, Any]) -> None:
         write_json_atomic(self.path / "provenance.json", provenance)
