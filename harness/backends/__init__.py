@@ -28,3 +28,37 @@ def _check_hf(model: Any, **model_args: Any) -> None:
 
 hf.check_args = _check_hf
 BACKENDS.register("hf", hf)
+
+
+def vllm(**model_args: Any):
+    """vLLM's offline engine, in-process (see :class:`harness.backends.vllm_backend.VLLMBackend`)."""
+    from harness.backends.vllm_backend import VLLMBackend
+
+    return VLLMBackend(**model_args)
+
+
+def _check_vllm(model: Any, **model_args: Any) -> None:
+    from harness.backends.vllm_backend import VLLMBackend
+
+    VLLMBackend.check_args(model, **model_args)
+
+
+vllm.check_args = _check_vllm
+BACKENDS.register("vllm", vllm)
+
+
+def openai(**model_args: Any):
+    """An OpenAI-compatible chat-completions server (see :class:`harness.backends.openai_backend.OpenAIBackend`)."""
+    from harness.backends.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(**model_args)
+
+
+def _check_openai(model: Any, **model_args: Any) -> None:
+    from harness.backends.openai_backend import OpenAIBackend
+
+    OpenAIBackend.check_args(model, **model_args)
+
+
+openai.check_args = _check_openai
+BACKENDS.register("openai", openai)
