@@ -24,6 +24,10 @@ import numpy as np
 
 from harness.stats import Resample
 
+# pycocotools 2.0.10's loadRes copies the ground truth's "info" (KeyError without one);
+# other versions ignore these keys
+COCO_HEADER = {"info": {}, "licenses": []}
+
 
 def _xywh(box) -> list[float]:
     x1, y1, x2, y2 = box
@@ -62,7 +66,8 @@ def coco_eval(records: list[dict[str, Any]]):
     dets.append({"image_id": len(records), "category_id": 1, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 1.0})
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = {"images": images, "annotations": gts, "categories": [{"id": 1, "name": "object"}]}
+        coco.dataset = {"images": images, "annotations": gts, "categories": [{"id": 1, "name": "object"}],
+                        **COCO_HEADER}
         coco.createIndex()
         result = coco.loadRes(dets)
         ev = COCOeval(coco, result, "bbox")
@@ -377,7 +382,7 @@ def _coco_eval_units(units: list[dict[str, Any]], category_ids: list[int], max_d
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = {"images": [{"id": i} for i in [*image_ids, spare]], "annotations": gts,
-                        "categories": [{"id": c, "name": str(c)} for c in cats]}
+                        "categories": [{"id": c, "name": str(c)} for c in cats], **COCO_HEADER}
         coco.createIndex()
         ev = COCOeval(coco, coco.loadRes(dets), "bbox")
         ev.params.imgIds = image_ids

@@ -36,7 +36,7 @@ def pycocotools_map(records) -> dict[str, float]:
         return {"map": 0.0, "map50": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = {"images": images, "annotations": gts, "categories": [{"id": 1, "name": "object"}]}
+        coco.dataset = {"images": images, "annotations": gts, "categories": [{"id": 1, "name": "object"}], "info": {}}
         coco.createIndex()
         ev = COCOeval(coco, coco.loadRes(dets), "bbox")
         ev.params.areaRng, ev.params.areaRngLbl = ev.params.areaRng[:1], ev.params.areaRngLbl[:1]
@@ -173,7 +173,7 @@ def _pycocotools_units(units, cats):
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = {"images": [{"id": i} for i in sorted({u["image_id"] for u in units})], "annotations": gts,
-                        "categories": [{"id": c, "name": n} for c, n in cats.items()]}
+                        "categories": [{"id": c, "name": n} for c, n in cats.items()], "info": {}}
         coco.createIndex()
         ev = COCOeval(coco, coco.loadRes(dets), "bbox")
         ev.evaluate()
