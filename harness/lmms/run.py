@@ -82,6 +82,14 @@ def run_with_lmms(cfg, backend=None):
     ours, refs = split_specs(list(cfg.tasks))
     if cfg.subsample is not None:
         raise UsageError("--subsample is not available for lmms-eval tasks (lmms-eval takes the first N: --limit)")
+    try:
+        from harness import distributed
+
+        parallel = distributed.current().size > 1
+    except ImportError:  # a harness without data-parallel eval
+        parallel = False
+    if parallel:
+        raise UsageError("lmms-eval tasks run in one process: drop --num_processes / the launcher for lmms: tasks")
     import_lmms_eval()
     cfg.validate(check_backend=backend is None)
     include = (cfg.data_args or {}).get(INCLUDE_KEY)
