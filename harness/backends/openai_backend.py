@@ -194,6 +194,7 @@ class OpenAIBackend(Backend):
         self._closed = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai")
         self._down_since: float | None = None
+        self._warned = False
         self._lock = threading.Lock()
         self._kept: dict[tuple, list[str]] = {}
         self.stats = {"requests": 0, "retries": 0, "completion_tokens": 0, "prompt_tokens": 0}
@@ -320,11 +321,11 @@ class OpenAIBackend(Backend):
                 wait = 0.0  # the server was already found down: one attempt, then fail fast
             try:
                 out = self._request(method, path, body)
-                if self._down_since is not None:
+                if self._warned or self._down_since is not None:
                     with self._lock:
-                        if self._down_since is not None:
+                        if self._warned or self._down_since is not None:
                             log.warning("server at %s answers again", self.base_url)
-                            self._down_since = None
+                            self._down_since, self._warned = None, False
                 return out
             except _Transient as exc:
                 now = time.monotonic()
@@ -335,7 +336,9 @@ class OpenAIBackend(Backend):
                             self._down_since = self._down_since or now
                         raise ServerUnavailable(f"no connection to {self.base_url} for {now - first_down:.0f} s "
                                                 f"(max_wait={self.max_wait:g}): {exc}") from None
-                    if failures == 0:
+                    with self._lock:
+                        warn, self._warned = not self._warned, True
+                    if warn:  # once per outage, not once per waiting request
                         log.warning("server at %s unreachable (%s); retrying for up to %g s",
                                     self.base_url, exc, wait)
                 else:
