@@ -43,7 +43,6 @@ def main() -> None:
     p.add_argument("--processes", default="1,2")
     args = p.parse_args()
     counts = [int(x) for x in args.processes.split(",")]
-    n_samples = args.limit * len(args.tasks.split(","))
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for n in counts:
@@ -53,15 +52,18 @@ def main() -> None:
                 aggs = json.load(f)
             if reference is None:
                 reference = aggs
+                n_samples = sum(a["n"] for a in aggs)
             elif aggs != reference:
                 sys.exit(f"aggregates with {n} processes differ from those with {counts[0]}")
             rows.append((n, wall))
     base = rows[0][1]
+    start = run(args.tasks, 1, args.batch_size, 1, os.path.join(tempfile.gettempdir(), "harness-bench-dp-start"))
     print(f"cpu cores: {os.cpu_count()}  tasks: {args.tasks}  samples: {n_samples}  batch: {args.batch_size}")
     print(f"{'processes':>9}  {'wall s':>7}  {'samples/s':>9}  {'speed-up':>8}")
     for n, wall in rows:
         print(f"{n:>9}  {wall:>7.1f}  {n_samples / wall:>9.1f}  {base / wall:>7.2f}x")
     print("aggregates identical across process counts: yes")
+    print(f"one process with --limit 1 (start-up, model load, aggregation): {start:.1f} s")
 
 
 if __name__ == "__main__":
