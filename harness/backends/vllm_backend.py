@@ -151,6 +151,7 @@ class VLLMBackend(Backend):
 
         proc_source = next((a for a in reversed(adapters) if _has_processor(Path(a))), base)
         self.processor = AutoProcessor.from_pretrained(str(proc_source))
+        self._tokenizer = getattr(self.processor, "tokenizer", self.processor)
         lo = int(min_pixels) if min_pixels not in (None, "") else None
         hi = int(max_pixels) if max_pixels not in (None, "") else None
         ip = getattr(self.processor, "image_processor", None)
@@ -195,6 +196,7 @@ class VLLMBackend(Backend):
             self._lora = LoRARequest("adapter", 1, str(Path(adapters[0]).resolve()))
         self.llm_kwargs = llm_kwargs
         self._vllm = vllm
+        _quiet_thread_notice()
         self.llm = vllm.LLM(**llm_kwargs)
         self._fingerprint: str | None = None
         self.stats = {"completion_tokens": 0, "prompt_tokens": 0}
@@ -294,8 +296,9 @@ class VLLMBackend(Backend):
         return item
 
     def _sampling(self, params: SamplingParams, seed: int | None):
+        # detokenize=False: the token ids are decoded as hf decodes them (see generate)
         kw: dict[str, Any] = {"max_tokens": int(params.max_new_tokens), "stop_token_ids": self.eos_ids or None,
-                              "skip_special_tokens": True}
+                              "detokenize": False}
         if params.greedy:
             kw.update(temperature=0.0, n=1)
         else:
@@ -316,7 +319,11 @@ class VLLMBackend(Backend):
         outs = self.llm.generate(inputs, sampling, use_tqdm=False, lora_request=self._lora)
         results = []
         for out in outs:
-            texts = [c.text for c in sorted(out.outputs, key=lambda c: c.index)]
+            # Decoded by the processor's tokenizer exactly as hf decodes: vLLM's incremental
+            # detokenizer holds back bytes that are not (yet) valid UTF-8 and drops them at the
+            # end, where hf writes U+FFFD (seen on random-weight models writing byte garbage).
+            ids = [list(c.token_ids) for c in sorted(out.outputs, key=lambda c: c.index)]
+            texts = self._tokenizer.batch_decode(ids, skip_special_tokens=True)
             self.stats["completion_tokens"] += sum(len(c.token_ids) for c in out.outputs)
             self.stats["prompt_tokens"] += len(out.prompt_token_ids or ())
             results.append(texts * params.n if params.greedy else texts)
@@ -358,6 +365,21 @@ class VLLMBackend(Backend):
         import gc
 
         gc.collect()
+
+
+class _DropThreadNotice(logging.Filter):
+    """Drops vLLM's CPU worker notice that ``torch.set_num_threads`` is skipped: with the
+    engine in this process, its multimodal input processing asks for one thread around
+    every processor call (the thread count is already 1), one warning per prompt."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "doesn't allow to use `torch.set_num_threads`" not in record.getMessage()
+
+
+def _quiet_thread_notice() -> None:
+    log = logging.getLogger("vllm.v1.worker.cpu_worker")
+    if not any(isinstance(f, _DropThreadNotice) for f in log.filters):
+        log.addFilter(_DropThreadNotice())
 
 
 def _model_type(directory: Path | None) -> str | None:
