@@ -258,3 +258,18 @@ def test_openai_sampling_against_vllm_serve(vllm_serve, tiny_model_dir):
         assert b.stats["completion_tokens"] > 0
     finally:
         b.close()
+
+
+@needs_vllm
+def test_grpo_rollouts_through_trl_vllm_colocate_on_cpu(tmp_path):
+    """trainers' GRPO with use_vllm=colocate: TRL generates the rollouts with an in-process vLLM engine."""
+    out = tmp_path / "grpo"
+    proc = subprocess.run([sys.executable, "-m", "trainers", "grpo", "--model", "tiny", "--suite", "synth_cls",
+                           "--output_dir", str(out), "--set", "max_steps=2", "--set", "save_steps=2", "--set",
+                           "batch_size=2", "--set", "num_generations=2", "--set", "use_vllm=colocate"],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Loading safetensors checkpoint shards" in proc.stderr  # vLLM's own weight loader ran
+    assert (out / "checkpoints" / "step-000002" / "adapter_config.json").exists()
+    steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any(s.get("completions/mean_length", 0) > 0 for s in steps)

