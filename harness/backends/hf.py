@@ -125,6 +125,35 @@ def _set_pixel_limits(image_processor: Any, min_pixels: int | None, max_pixels: 
             setattr(image_processor, attr, value)
 
 
+def resolve_model_and_adapters(model: str | os.PathLike,
+                               adapter: str | os.PathLike | None) -> tuple[Any, Path, list[Path]]:
+    """(base model as named, its local directory, adapter dirs to apply in order): a PEFT
+    adapter directory as the model names its base; offline only (every backend that loads
+    a model directory, hf and vllm, resolves it here)."""
+    adapters: list[Path] = []
+    base: Any = model
+    local = Path(model).expanduser()
+    if (local / "adapter_config.json").is_file():
+        base = adapter_base(local)
+        adapters.append(local)
+    elif local.is_dir():
+        base = local
+    if adapter not in (None, ""):
+        a = Path(adapter).expanduser()
+        if not (a / "adapter_config.json").is_file():
+            raise ValueError(f"adapter={adapter!r} is not a PEFT adapter directory (no adapter_config.json)")
+        adapters.append(a)
+    found = _local_dir(base)
+    if found is None:
+        # Offline by design: say so instead of surfacing a hub lookup error.
+        raise UsageError(
+            f"model {str(base)!r} not found: not a local model directory and not in the local "
+            "Hugging Face cache (this backend never downloads). Use 'tiny', or a directory "
+            "holding config.json and the weights."
+        )
+    return base, found, adapters
+
+
 class HFBackend(Backend):
     """Generation with ``transformers`` (``AutoProcessor`` + ``AutoModelForImageTextToText``).
 
@@ -270,26 +299,7 @@ class HFBackend(Backend):
     @staticmethod
     def _resolve(model: str | os.PathLike, adapter: str | os.PathLike | None) -> tuple[Any, list[Path]]:
         """(base model name or dir, adapter dirs to apply in order)."""
-        adapters: list[Path] = []
-        base: Any = model
-        local = Path(model).expanduser()
-        if (local / "adapter_config.json").is_file():
-            base = adapter_base(local)
-            adapters.append(local)
-        elif local.is_dir():
-            base = local
-        if adapter not in (None, ""):
-            a = Path(adapter).expanduser()
-            if not (a / "adapter_config.json").is_file():
-                raise ValueError(f"adapter={adapter!r} is not a PEFT adapter directory (no adapter_config.json)")
-            adapters.append(a)
-        if _local_dir(base) is None:
-            # Offline by design: say so instead of surfacing a hub lookup error.
-            raise UsageError(
-                f"model {str(base)!r} not found: not a local model directory and not in the local "
-                "Hugging Face cache (this backend never downloads). Use 'tiny', or a directory "
-                "holding config.json and the weights."
-            )
+        base, _, adapters = resolve_model_and_adapters(model, adapter)
         return base, adapters
 
     def _build_conventions(self, box_space: str | None, lo: int | None, hi: int | None) -> ModelConventions:

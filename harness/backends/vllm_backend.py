@@ -36,6 +36,7 @@ from harness.backends.hf import (
     _local_dir,
     _set_pixel_limits,
     processor_conventions,
+    resolve_model_and_adapters,
     weights_fingerprint,
 )
 from harness.backends.openai_backend import prompt_seeds
@@ -43,7 +44,7 @@ from harness.compat.torchvision_cpu import ensure_torchvision
 from harness.conventions import BOX_SPACES, ModelConventions
 from harness.errors import UsageError
 from harness.prompt import Prompt
-from harness.validation import adapter_base, check_adapter_dir, check_model_dir, check_number
+from harness.validation import check_adapter_dir, check_model_dir, check_number
 
 log = logging.getLogger("harness.backends.vllm")
 
@@ -263,21 +264,8 @@ class VLLMBackend(Backend):
 
     @staticmethod
     def _resolve(model: str | os.PathLike, adapter: str | os.PathLike | None) -> tuple[Any, list[Path]]:
-        """(base model dir or name, adapter dirs): as ``hf``, offline only."""
-        adapters: list[Path] = []
-        base: Any = model
-        local = Path(model).expanduser()
-        if (local / "adapter_config.json").is_file():
-            base = adapter_base(local)
-            adapters.append(local)
-        elif local.is_dir():
-            base = local
-        if adapter not in (None, ""):
-            adapters.append(Path(adapter).expanduser())
-        found = _local_dir(base)
-        if found is None:
-            raise UsageError(f"model {str(base)!r} not found: not a local model directory and not in the local "
-                             "Hugging Face cache (this backend never downloads)")
+        """(base model's local directory, adapter dirs): resolved as ``hf`` resolves them."""
+        _, found, adapters = resolve_model_and_adapters(model, adapter)
         return found, adapters
 
     # --------------------------------------------------------------- interface
