@@ -125,6 +125,30 @@ def _set_pixel_limits(image_processor: Any, min_pixels: int | None, max_pixels: 
             setattr(image_processor, attr, value)
 
 
+def check_model_and_adapter(model: str | os.PathLike, adapter: Any) -> int:
+    """The --model directory (a model, or a PEFT adapter naming its base) and an adapter= option
+    checked without loading anything; returns how many adapters they name."""
+    n_adapters = 0
+    local = Path(model).expanduser()
+    if (local / "adapter_config.json").is_file():
+        check_adapter_dir(local)
+        n_adapters += 1
+    elif local.is_dir():
+        check_model_dir(local)
+    elif local.exists():
+        raise UsageError(f"--model {model} is a file; give a model directory")
+    elif str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
+        # a path, not a hub id ("org/name", looked up in the local hub cache when loading)
+        raise UsageError(f"--model {model}: no such directory")
+    if adapter not in (None, ""):
+        path = Path(adapter).expanduser()
+        if not (path / "adapter_config.json").is_file():
+            raise UsageError(f"adapter={path} is not a PEFT adapter directory (no adapter_config.json)")
+        check_adapter_dir(path)
+        n_adapters += 1
+    return n_adapters
+
+
 def resolve_model_and_adapters(model: str | os.PathLike,
                                adapter: str | os.PathLike | None) -> tuple[Any, Path, list[Path]]:
     """(base model as named, its local directory, adapter dirs to apply in order): a PEFT
@@ -279,21 +303,7 @@ class HFBackend(Backend):
 
             if not torch.cuda.is_available():
                 raise UsageError(f"device={device} but torch {torch.__version__} sees no CUDA GPU; use device=cpu")
-        local = Path(model).expanduser()
-        if (local / "adapter_config.json").is_file():
-            check_adapter_dir(local)
-        elif local.is_dir():
-            check_model_dir(local)
-        elif local.exists():
-            raise UsageError(f"--model {model} is a file; give a model directory")
-        elif str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
-            # a path, not a hub id ("org/name", looked up in the local hub cache when loading)
-            raise UsageError(f"--model {model}: no such directory")
-        if args.get("adapter") not in (None, ""):
-            adapter = Path(args["adapter"]).expanduser()
-            if not (adapter / "adapter_config.json").is_file():
-                raise UsageError(f"adapter={adapter} is not a PEFT adapter directory (no adapter_config.json)")
-            check_adapter_dir(adapter)
+        check_model_and_adapter(model, args.get("adapter"))
 
     # ----------------------------------------------------------------- loading
     @staticmethod

@@ -35,6 +35,7 @@ from harness.backends.hf import (
     _has_processor,
     _local_dir,
     _set_pixel_limits,
+    check_model_and_adapter,
     processor_conventions,
     resolve_model_and_adapters,
     weights_fingerprint,
@@ -44,7 +45,7 @@ from harness.compat.torchvision_cpu import ensure_torchvision
 from harness.conventions import BOX_SPACES, ModelConventions
 from harness.errors import UsageError
 from harness.prompt import Prompt
-from harness.validation import check_adapter_dir, check_model_dir, check_number
+from harness.validation import check_number
 
 log = logging.getLogger("harness.backends.vllm")
 
@@ -241,24 +242,7 @@ class VLLMBackend(Backend):
         level = args.get("log_level")
         if level not in (None, "") and str(level).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise UsageError(f"model_args log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
-        local = Path(model).expanduser()
-        n_adapters = 0
-        if (local / "adapter_config.json").is_file():
-            check_adapter_dir(local)
-            n_adapters += 1
-        elif local.is_dir():
-            check_model_dir(local)
-        elif local.exists():
-            raise UsageError(f"--model {model} is a file; give a model directory")
-        elif str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
-            raise UsageError(f"--model {model}: no such directory")
-        if args.get("adapter") not in (None, ""):
-            adapter = Path(args["adapter"]).expanduser()
-            if not (adapter / "adapter_config.json").is_file():
-                raise UsageError(f"adapter={adapter} is not a PEFT adapter directory (no adapter_config.json)")
-            check_adapter_dir(adapter)
-            n_adapters += 1
-        if n_adapters > 1:
+        if check_model_and_adapter(model, args.get("adapter")) > 1:
             raise UsageError("backend 'vllm' applies one LoRA adapter per request: an adapter directory as --model "
                              "and adapter= both given; merge one into the base model first, or use backend 'hf'")
 
