@@ -405,8 +405,11 @@ def test_server_killed_eval_interrupted_then_rerun_completes(server, clean_run, 
     server.on_request = kill_at
     out = tmp_path / "interrupted"
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # SIGINT back to its default in the child: under a background job (CI) it is inherited as
+    # ignored, and Python then never turns it into KeyboardInterrupt
     proc = subprocess.Popen(_eval_cmd(server, out, max_wait=600), cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert died.wait(120), "the eval never reached the 13th request"
     time.sleep(1.0)  # waiting for the server now
     proc.send_signal(signal.SIGINT)
