@@ -223,3 +223,17 @@ def test_run_identity_names_the_weights_not_their_path(tmp_path):
     assert trainer.identity(SHIPPED_TINY, suite, config) == trainer.identity(copy, suite, config)
     (copy / "model.safetensors").write_bytes(b"other weights")
     assert trainer.identity(SHIPPED_TINY, suite, config) != trainer.identity(copy, suite, config)
+
+
+def test_holdout_and_indices_restrict_the_rows():
+    suite = Suite("probe", "synth_count_train", (), ())
+    rows = TrainRows(suite, ("open",), 200, seed=0, holdout=50)
+    assert min(rows.order) >= 50
+    sub = TrainRows(suite, ("open",), 30, seed=0, holdout=5, indices=[1, 7, 9, 300])
+    assert set(sub.order) == {7, 9, 300}
+    with pytest.raises(UsageError, match="holdout"):
+        TrainRows(suite, ("open",), 3, seed=0, holdout=10**9)
+    with pytest.raises(UsageError, match="outside the train split"):
+        TrainRows(suite, ("open",), 3, seed=0, indices=[-1])
+    with pytest.raises(UsageError, match="no training samples left"):
+        TrainRows(suite, ("open",), 3, seed=0, holdout=5, indices=[1, 2])

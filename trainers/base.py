@@ -105,6 +105,9 @@ class TrainerConfig:
     shuffle: bool = True
     #: train on a fixed pool of this many samples of the split, cycled (few-shot); null: the whole split
     train_samples: int | None = None
+    #: the train split's first N samples are never trained on: ``harness study`` scores them as
+    #: the ID validation split that picks each method's checkpoint (0: train on all of it)
+    holdout: int = 0
     #: how the train split is posed: any of open, mc, yesno (rows cycle through them)
     formats: tuple[str, ...] = ("open",)
     #: append the <think>/<answer> instruction (trainers/rewards.py) to every prompt

@@ -54,14 +54,28 @@ class TrainRows:
     """The first ``n`` rows of a run's deterministic stream over ``suite.train``."""
 
     def __init__(self, suite: Suite, formats: tuple[str, ...], n: int, seed: int, shuffle: bool = True,
-                 pool: int | None = None) -> None:
+                 pool: int | None = None, holdout: int = 0, indices: list[int] | None = None) -> None:
         from harness.taskspec import make_task
 
         self.tasks = [make_task(suite.train, fmt) for fmt in formats]
         size = len(self.tasks[0])
         if size == 0:
             raise UsageError(f"train split {suite.train!r} of suite {suite.name!r} is empty")
-        universe = list(range(size))
+        if not 0 <= holdout < size:
+            raise UsageError(f"holdout {holdout}: the train split {suite.train!r} has {size} samples; the held-out "
+                             "validation samples must leave some to train on")
+        # ``holdout``: the split's first N samples are a validation split (checkpoint selection),
+        # never trained on. ``indices``: a subset of the split (e.g. DC-SFT's medium samples).
+        if indices is not None:
+            bad = [i for i in indices if not 0 <= i < size]
+            if bad:
+                raise UsageError(f"train subset names sample index {bad[0]}, outside the train split "
+                                 f"{suite.train!r} (0..{size - 1})")
+            universe = sorted({i for i in indices if i >= holdout})
+        else:
+            universe = list(range(holdout, size))
+        if not universe:
+            raise UsageError(f"no training samples left in {suite.train!r} after the holdout of {holdout}")
         if shuffle:
             stable_rng("train-pool", suite.train, seed).shuffle(universe)
         if pool is not None:

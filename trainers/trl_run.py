@@ -46,6 +46,8 @@ def check_common(c: TrainerConfig) -> None:
     for key in positive:
         if getattr(c, key) <= 0:
             raise UsageError(f"{key} must be > 0, got {getattr(c, key)}")
+    if c.holdout < 0:
+        raise UsageError(f"holdout must be >= 0, got {c.holdout}")
     if c.train_samples is not None and c.train_samples <= 0:
         raise UsageError(f"train_samples must be > 0 or null, got {c.train_samples}")
     if c.learning_rate <= 0:
@@ -161,6 +163,10 @@ class TRLTrainer(Trainer):
     def rows_per_step(self, config: Any) -> int:
         return config.batch_size
 
+    def train_indices(self, config: Any) -> list[int] | None:
+        """The train-split samples this trainer may use (None: all of them, less the holdout)."""
+        return None
+
     def identity(self, model_dir: Path, suite: Suite, config: Any) -> dict[str, Any]:
         from harness.backends.hf import weights_fingerprint
 
@@ -195,7 +201,8 @@ class TRLTrainer(Trainer):
             processor = AutoProcessor.from_pretrained(str(train_from))
         conv = model_conventions(train_from, processor)
         rows = TrainRows(suite, config.formats, config.max_steps * self.rows_per_step(config), config.seed,
-                         config.shuffle, config.train_samples)
+                         config.shuffle, config.train_samples, holdout=config.holdout,
+                         indices=self.train_indices(config))
         ctx = RunContext(config, suite, train_from, processor, conv, rows, meter)
         dataset = rows.dataset(lambda row: self.make_row(row, ctx))
 
