@@ -10,11 +10,13 @@ from __future__ import annotations
 from harness.registry import TRAINERS
 from trainers.base import Checkpoint, Trainer, TrainerConfig
 from trainers.config import build_config, load_config
+from trainers.curr_rl import CurrRLConfig, CurrRLTrainer
 from trainers.grpo import GRPOTrainer, GRPOTrainerConfig
 from trainers.sft import SFTTrainer, SFTTrainerConfig
 
 TRAINERS.register("sft", SFTTrainer)
 TRAINERS.register("grpo", GRPOTrainer)
+TRAINERS.register("curr_rl", CurrRLTrainer)
 
 
 def get_trainer(name: str) -> Trainer:
@@ -22,5 +24,5 @@ def get_trainer(name: str) -> Trainer:
     return TRAINERS.get(name)()
 
 
-__all__ = ["Checkpoint", "GRPOTrainer", "GRPOTrainerConfig", "SFTTrainer", "SFTTrainerConfig", "Trainer",
-           "TrainerConfig", "build_config", "get_trainer", "load_config"]
+__all__ = ["Checkpoint", "CurrRLConfig", "CurrRLTrainer", "GRPOTrainer", "GRPOTrainerConfig", "SFTTrainer",
+           "SFTTrainerConfig", "Trainer", "TrainerConfig", "build_config", "get_trainer", "load_config"]

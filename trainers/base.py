@@ -128,9 +128,8 @@ class TrainerConfig:
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["formats"] = list(self.formats)
-        return out
+        # tuples as lists: what a JSON round trip gives back, so a recorded identity compares equal
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def identity(self) -> dict[str, Any]:
         """What decides the weights: a resumed run must match all of it."""

@@ -43,10 +43,20 @@ def reward_components(rows: Sequence[dict[str, Any]]) -> list[str]:
     return names
 
 
-def plot_training(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str = "") -> list[Path]:
+def _mark_stages(ax: Any, stages: Sequence[tuple[float, str]]) -> None:
+    """Curriculum stages: a dotted line where each starts, labelled at the top."""
+    for start, label in stages:
+        ax.axvline(start, color="tab:purple", linestyle=":", linewidth=1)
+        ax.text(start, 1.0, f" {label}", transform=ax.get_xaxis_transform(), fontsize=7, color="tab:purple",
+                va="top", ha="left")
+
+
+def plot_training(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: str = "",
+                  stages: Sequence[tuple[float, str]] = ()) -> list[Path]:
     """``loss.png`` (loss, and grad norm on a second axis) and, for RL logs, ``reward.png``
     (each component's mean with a +-std band, and the weighted total) and ``rl_stats.png``
-    (KL, completion length, fraction of zero-std groups). Returns the files written."""
+    (KL, completion length, fraction of zero-std groups). Returns the files written.
+    ``stages``: (first step, label) of curriculum stages, marked on every plot."""
     plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,6 +74,7 @@ def plot_training(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: st
             ax2 = ax.twinx()
             ax2.plot(gx, gy, color="tab:grey", alpha=0.6, linewidth=0.8, label="grad norm")
             ax2.set_ylabel("grad norm")
+        _mark_stages(ax, stages)
         ax.set_title(f"{prefix}training loss")
         fig.tight_layout()
         written.append(_save(fig, out / "loss.png", plt))
@@ -83,6 +94,7 @@ def plot_training(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: st
             ax.plot(tx, ty, color="black", linewidth=1.2, label="weighted total")
         ax.set_xlabel("step")
         ax.set_ylabel("reward (mean, band: +-std)")
+        _mark_stages(ax, stages)
         ax.set_title(f"{prefix}reward")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -93,6 +105,7 @@ def plot_training(rows: Sequence[dict[str, Any]], out_dir: str | Path, title: st
         fig, axes = plt.subplots(1, len(stats), figsize=(3.2 * len(stats), 3), squeeze=False)
         for ax, key in zip(axes[0], stats):
             ax.plot(*_series(rows, key))
+            _mark_stages(ax, stages)
             ax.set_title(key, fontsize=9)
             ax.set_xlabel("step")
         fig.suptitle(f"{prefix}RL statistics", fontsize=10)
