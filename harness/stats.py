@@ -84,3 +84,32 @@ def bootstrap_ci(items: Sequence, statistic: Callable[[list], float | dict[str, 
     if isinstance(stats[0], dict):
         return {name: interval([s[name] for s in stats]) for name in stats[0]}
     return interval(stats)
+
+
+def detectable_difference(se_diff: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The true difference that a two-sided z-test at ``alpha`` detects with probability
+    ``power`` when the observed difference has standard error ``se_diff``:
+    (z_{1-alpha/2} + z_{power}) * se_diff (normal approximation)."""
+    from scipy.stats import norm  # scipy is slow to import; only power calculations need it
+
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError(f"alpha and power must lie in (0, 1), got alpha={alpha}, power={power}")
+    if se_diff is None or not np.isfinite(se_diff) or se_diff < 0:
+        return float("nan")
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se_diff)
+
+
+def min_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8,
+                              paired_sd: float | None = None) -> float:
+    """Minimum detectable difference of two means over ``n`` samples each (two-sided).
+
+    Two independent runs of the same n with per-sample SD ``sd``: the difference of their
+    means has SE sqrt(2) * sd / sqrt(n). A paired design (both runs on the same samples)
+    with ``paired_sd``, the SD of the per-sample differences: SE paired_sd / sqrt(n), and
+    ``sd`` is not used. For a 0/1 score sd = sqrt(p (1 - p)). nan when n < 1 or the SD is
+    unknown (nan). Example: p = 0.5, n = 1500: 2.80 * sqrt(2 * 0.25 / 1500) = 0.0511.
+    """
+    if n is None or n < 1:
+        return float("nan")
+    se = paired_sd / np.sqrt(n) if paired_sd is not None else np.sqrt(2.0) * sd / np.sqrt(n)
+    return detectable_difference(float(se), alpha, power)

@@ -18,13 +18,29 @@ examples:
   harness leaderboard runs/ --metric synth_detect_base=map,synth_detect_novel=map
 
 Rows are model x method x checkpoint, from the "meta" object that train-and-eval writes
-into each run's config.json (label, model, method, checkpoint, seed, cost); a run
+into each run's config.json (label, model, method, checkpoint, seed, selection, cost); a run
 without one is the row "<model> base". Columns: each ID and OOD split's primary
 metric in %, ID/OOD averages (unweighted over splits), deltas in points against the
 baseline row, and a paired significance test of each row against the baseline on the
 samples both runs scored: a sign-flip permutation test (exact for 0/1 scores: McNemar) for per-sample metrics
 and their averages, a paired bootstrap through the task's own corpus_metrics for
 corpus metrics such as mAP. Best value per column bold, second underlined.
+
+power: the last row, MDD, is each split's minimum detectable difference: the smallest
+true difference (points) that the test detects with 80 % power at --alpha at the
+split's size (from the baseline's n and per-sample SD; "paired" from the rows' SD of
+per-sample differences). A difference below it that is "not significant" is not
+evidence of no effect. n/a for corpus metrics such as mAP.
+
+selection: when a run's meta says which rule chose its checkpoint ("selection": e.g.
+"best id-val of 3", the best of 3 checkpoints on an ID validation split carved from the
+train data; "last"), a "selected by" column shows it. Checkpoints chosen on a test
+split would overstate the method.
+
+seeds: with --group_seeds, runs that differ only in meta.seed become one row: each
+sample's score averaged over the seeds, the bootstrap CI over samples of that vector,
+each seed's value and the range beside it; deltas and tests on the seed-averaged scores.
+  harness leaderboard runs/study --group_seeds --ci
 """
 
 EXAMPLES_REGRESS = """\
@@ -88,6 +104,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     options = LeaderboardOptions(
         baseline=args.baseline, metrics=_parse_metrics(args.metric), significance=not args.no_tests, alpha=args.alpha,
         tests=SignificanceSettings(resamples=args.resamples, corpus_resamples=args.corpus_resamples, seed=args.seed),
+        group_seeds=args.group_seeds,
     )
     texts = leaderboard_texts(args.dirs, options, RenderOptions(ci=args.ci, cost=args.cost),
                               formats=set(formats) | {"md"}, title=args.title, warn=_warn)
@@ -169,7 +186,12 @@ def add_parsers(sub) -> None:
     lb.add_argument("--corpus_resamples", type=int, default=200,
                     help="paired bootstrap resamples for corpus metrics such as mAP (default 200)")
     lb.add_argument("--seed", type=int, default=0, help="seed of the tests' resampling (default 0)")
-    lb.add_argument("--no_tests", action="store_true", help="skip the significance tests (no records are read)")
+    lb.add_argument("--no_tests", action="store_true",
+                    help="skip the significance tests and the minimum detectable differences (no records are read, "
+                         "except a seed group's with --group_seeds)")
+    lb.add_argument("--group_seeds", action="store_true",
+                    help="one row per set of seeds: runs that share model, method, selection rule and checkpoint but "
+                         "differ in meta.seed (value: seed-averaged per-sample scores; spread across seeds shown)")
     lb.add_argument("--title", default="Leaderboard", help="title of the HTML page")
     lb.set_defaults(func=cmd_leaderboard)
     _debug_flag(lb)

@@ -6,10 +6,13 @@ any number. A run's row identity comes from the optional ``meta`` object that
 ``train-and-eval`` writes into its config::
 
     "meta": {"label": "qwen sft@500", "model": "qwen", "method": "sft", "checkpoint": 500,
-             "seed": 0, "cost": {"wall_s": 812.5, "generated_tokens": 120000, "optimizer_steps": 500}}
+             "seed": 0, "selection": "best id-val of 3",
+             "cost": {"wall_s": 812.5, "generated_tokens": 120000, "optimizer_steps": 500}}
 
 Every key is optional; without them a run is ``model = config["model"]``,
-``method = "base"``, ``checkpoint = "-"``.
+``method = "base"``, ``checkpoint = "-"``. ``selection`` says which rule chose the
+checkpoint that stands in the row (e.g. "best id-val of 3", "last"); a study may also
+set it on the :class:`RunSummary` after :func:`collect`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ class RunSummary:
     cost: dict[str, float]
     config: dict[str, Any]
     aggregates: dict[str, dict[str, Any]]  # task full name -> its aggregate
+    selection: str = ""  # the rule that chose this checkpoint for the row ("" when none was chosen)
+    # a seed group (leaderboards.seeds): the runs it stands for, one per seed; empty for one run
+    members: list[RunSummary] = field(default_factory=list)
+
+    @property
+    def run_paths(self) -> list[Path]:
+        return [m.path for m in self.members] if self.members else [self.path]
 
     def role(self, task: str) -> str:
         return self.config.get("roles", {}).get(task) or self.aggregates[task].get("role", "id")
@@ -122,6 +132,7 @@ def load_run(path: Path) -> RunSummary:
         cost={k: cost[k] for k in COST_KEYS if cost.get(k) is not None},
         config=config,
         aggregates={a["task"]: a for a in aggregates},
+        selection=str(meta.get("selection") or ""),
     )
 
 
@@ -129,9 +140,10 @@ def _default_label(run: RunSummary) -> str:
     return f"{run.model} {run.method}" + ("" if run.checkpoint == "-" else f"@{run.checkpoint}")
 
 
-def _assign_labels(runs: list[RunSummary]) -> None:
+def assign_labels(runs: list[RunSummary]) -> None:
     """Labels name rows (and --baseline), so they must be unique: the default label
-    gains the seed, then the directory name, where that is what tells rows apart."""
+    gains the seed, then the directory name, where that is what tells rows apart.
+    Labels that are already unique stay as they are."""
     for run in runs:
         run.label = run.label or _default_label(run)
     for extra in (lambda r: f" seed{r.seed}" if r.seed is not None else "", lambda r: f" ({r.path.name})"):
@@ -156,6 +168,14 @@ def _order_key(run: RunSummary, models: list[str], methods: list[str]) -> tuple:
     return (models.index(run.model), method_rank, ckpt_key, run.seed if run.seed is not None else -1)
 
 
+def order_runs(runs: list[RunSummary], method_order: list[str] | None = None) -> list[RunSummary]:
+    """``runs`` grouped by model (in order of appearance), the base method first, then each
+    method's checkpoints by step; methods in ``method_order`` first, any others after them."""
+    models = list(dict.fromkeys(r.model for r in runs))
+    methods = list(dict.fromkeys([*(method_order or []), *(r.method for r in runs)]))
+    return sorted(runs, key=lambda r: _order_key(r, models, methods))
+
+
 def collect(paths: list[str | Path], method_order: list[str] | None = None) -> Collection:
     """Rows of every run under ``paths``: grouped by model (in order of appearance), the
     base method first, then each method's checkpoints by step; methods in
@@ -163,9 +183,6 @@ def collect(paths: list[str | Path], method_order: list[str] | None = None) -> C
     dirs, warnings = find_run_dirs(paths)
     if not dirs:
         raise UsageError("no run directories found in " + ", ".join(str(p) for p in paths))
-    runs = [load_run(d) for d in dirs]
-    models = list(dict.fromkeys(r.model for r in runs))
-    methods = list(dict.fromkeys([*(method_order or []), *(r.method for r in runs)]))
-    runs.sort(key=lambda r: _order_key(r, models, methods))
-    _assign_labels(runs)
+    runs = order_runs([load_run(d) for d in dirs], method_order)
+    assign_labels(runs)
     return Collection(runs, warnings)

@@ -3,19 +3,24 @@
 Display follows the papers: percent with one decimal, the best value of each score
 column bold and the second best underlined (compared at the displayed precision, so
 ties share the mark; bold needs two rows with a value, underline three), and a
-marker on values that differ significantly from the baseline row.
+marker on values that differ significantly from the baseline row. What makes a
+comparison trustworthy is shown with it: a "selected by" column (the rule that chose
+each row's checkpoint), a last row with each column's minimum detectable difference
+("MDD"), and, for a seed group, the seeds' own values and their range beside the value.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from leaderboards.board import AVERAGES, Column, Leaderboard, col
 from leaderboards.collect import COST_KEYS
+from leaderboards.power import Power
+from leaderboards.seeds import seed_spread
 from leaderboards.table import render_text
 
 MARKER = "†"
@@ -88,6 +93,28 @@ class Layout:
     headers: list[str]
     rows: list[list[Cell]]
     right: tuple[int, ...]  # numeric columns
+    footer: list[list[Cell]] = field(default_factory=list)  # rows about the columns (the MDD), not runs
+
+
+def mdd_label(board: Leaderboard) -> str:
+    return f"MDD ({100 * board.options.power:g} % power)"
+
+
+def _mdd_text(power: Power | None, split: bool) -> str:
+    if power is None or math.isnan(power.mdd):
+        return "n/a"
+    text = f"{100 * power.mdd:.1f}"
+    if not math.isnan(power.paired):
+        text += f", paired {100 * power.paired:.1f}"
+    return text + (f" (n={power.n})" if split else "")
+
+
+def _spread_text(values) -> str:
+    """The seeds' own values and their range, beside a seed group's value."""
+    shown, spread = seed_spread(values)
+    if not shown:
+        return ""
+    return f" (seeds {' / '.join(pct(v) for v in shown)}; range {pct(spread)})"
 
 
 def _score_keys(board: Leaderboard, role: str) -> list[tuple[str, str]]:
@@ -99,10 +126,16 @@ def _score_keys(board: Leaderboard, role: str) -> list[tuple[str, str]]:
     return keys
 
 
+def _run_headers(board: Leaderboard) -> list[str]:
+    return ["row", "model", "method", "ckpt"] + (["selected by"] if board.selections else []) + (
+        ["seeds"] if board.grouped else [])
+
+
 def layout(board: Leaderboard, options: RenderOptions) -> Layout:
     frame = board.frame
-    groups = [("run", 4)]
-    headers = ["row", "model", "method", "ckpt"]
+    headers = _run_headers(board)
+    n_run = len(headers)
+    groups = [("run", n_run)]
     score_keys: list[str] = []
     for role in ("id", "ood"):
         keys = _score_keys(board, role)
@@ -122,10 +155,18 @@ def layout(board: Leaderboard, options: RenderOptions) -> Layout:
     rows = []
     for label, r in frame.iterrows():
         cells = [Cell(str(label)), Cell(str(r["model"])), Cell(str(r["method"])), Cell(str(r["checkpoint"]))]
+        if board.selections:
+            cells.append(Cell(r["selection"] or MISSING))
+        if board.grouped:
+            cells.append(Cell(f"{r['seeds']} ({r['seed']})" if r["seeds"] > 1 else "1"))
         for key in score_keys:
             text = pct(r[col(key)])
             if options.ci and not key.endswith("_avg") and not _is_nan(r[col(key)]):
-                text += f" [{pct(r[col(key, 'ci_lo')])}, {pct(r[col(key, 'ci_hi')])}]"
+                lo, hi = r[col(key, "ci_lo")], r[col(key, "ci_hi")]
+                grouped_na = r["seeds"] > 1 and _is_nan(lo) and _is_nan(hi)  # a seed group's corpus metric
+                text += " [n/a]" if grouped_na else f" [{pct(lo)}, {pct(hi)}]"
+            if board.grouped:
+                text += _spread_text(r[col(key, "seeds")])
             p = r.get(col(key, "p"), math.nan) if board.tests_made else math.nan
             cells.append(Cell(text, marks[key].get(label, ""), not _is_nan(p) and p < board.options.alpha))
         for key in delta_keys:
@@ -134,7 +175,12 @@ def layout(board: Leaderboard, options: RenderOptions) -> Layout:
         if options.cost:
             cells += [Cell(_cost_text(k, r[k])) for k in COST_KEYS]
         rows.append(cells)
-    return Layout(groups, headers, rows, tuple(range(4, len(headers))))
+    footer = []
+    if board.power:
+        footer.append([Cell(mdd_label(board))] + [Cell("")] * (n_run - 1)
+                      + [Cell(_mdd_text(board.power.get(key), not key.endswith("_avg"))) for key in score_keys]
+                      + [Cell("")] * (len(headers) - n_run - len(score_keys)))
+    return Layout(groups, headers, rows, tuple(range(n_run, len(headers))), footer)
 
 
 def legend(board: Leaderboard, options: RenderOptions, html_markup: bool = False) -> list[str]:
@@ -157,7 +203,41 @@ def legend(board: Leaderboard, options: RenderOptions, html_markup: bool = False
                 f"corpus metrics such as mAP: paired bootstrap ({t.corpus_resamples} resamples).")
     else:
         lines.append("No baseline row (no run with method 'base'; choose one with --baseline): no deltas or tests.")
+    if board.power:
+        lines.append(
+            f"{esc(mdd_label(board))}: the smallest true difference (points) that a two-sided test at alpha "
+            f"{board.options.alpha:g} detects with {100 * board.options.power:g} % power at the split's size "
+            "(normal approximation): (z + z) × √2 × SD / √n for two independent runs with the baseline's n and "
+            "per-sample SD (√(p(1−p)) for a 0/1 score); \"paired\": (z + z) × SD of the per-sample differences "
+            "/ √n, the median over the rows tested against the baseline (each row's is in the CSV); averages: "
+            "the SE of the mean over splits. n/a: a corpus metric (e.g. mAP) has no per-sample scores. "
+            "A difference smaller than the MDD that is not significant is not evidence of no effect: "
+            "the split is too small to tell.")
+    if board.selections:
+        lines.append("Selected by: the rule that chose the checkpoint standing in the row ("
+                     + "; ".join(f"'{esc(s)}': {esc(explain_selection(s))}" for s in board.selections)
+                     + "). A study chooses on an ID validation split carved from the train data, or takes the "
+                     "last checkpoint; never on an ID or OOD test split, whose scores would then be biased upward.")
+    if board.grouped:
+        lines.append("Seeds: a row with several seeds averages each sample's score over its seeds, then over the "
+                     "samples (its CI: bootstrap over samples of that seed-averaged vector); beside the value, each "
+                     "seed's own value and the range (max − min) across seeds; its ckpt lists each seed's step. "
+                     "Δ and tests use the seed-averaged per-sample scores, paired by sample id; cost is the mean "
+                     "over seeds.")
     return lines + [f"Note: {esc(n)}" for n in board.notes]
+
+
+def explain_selection(rule: str) -> str:
+    """Words for a selection rule text ("best id-val of 3", "last")."""
+    words = rule.lower().split()
+    if words and words[0] == "last":
+        return "the last checkpoint"
+    if words and words[0] == "best":
+        of = f" among {words[-1]} checkpoints" if len(words) >= 3 and words[-2] == "of" else ""
+        on = " ".join(words[1:-2] if of else words[1:])
+        on = "the ID validation split (carved from the train data)" if on in ("", "id-val", "id val", "val") else on
+        return f"the checkpoint with the best score on {on}{of}"
+    return "as recorded in the run's meta.selection"
 
 
 def _md_cell(cell: Cell) -> str:
@@ -172,7 +252,7 @@ def _md_cell(cell: Cell) -> str:
 def to_markdown(board: Leaderboard, options: RenderOptions | None = None) -> str:
     options = options or RenderOptions()
     lay = layout(board, options)
-    rows = [[_md_cell(c) for c in row] for row in lay.rows]
+    rows = [[_md_cell(c) for c in row] for row in lay.rows + lay.footer]
     table = render_text(rows, header=tuple(lay.headers), markdown=True, right=lay.right)
     return table + "\n\n" + "\n".join(legend(board, options)) + "\n"
 
@@ -183,6 +263,10 @@ def to_csv(board: Leaderboard, options: RenderOptions | None = None) -> str:
     frame = board.frame
     out = pd.DataFrame({"label": frame["label"], "model": frame["model"], "method": frame["method"],
                         "checkpoint": frame["checkpoint"].astype(str), "seed": frame["seed"]})
+    if board.selections:
+        out["selected by"] = frame["selection"]
+    if board.grouped:
+        out["seeds"] = frame["seeds"]
     keys = [(c.task, f"{c.task} {c.metric}") for c in board.columns]
     keys += [(key, AVG_HEADERS[key]) for _, key in board.averages]
     for key, name in keys:
@@ -191,10 +275,18 @@ def to_csv(board: Leaderboard, options: RenderOptions | None = None) -> str:
             out[f"{name} ci_lo (%)"] = (100 * frame[col(key, "ci_lo")]).round(2)
             out[f"{name} ci_hi (%)"] = (100 * frame[col(key, "ci_hi")]).round(2)
             out[f"{name} n"] = frame[col(key, "n")].astype("Int64")
+        if board.grouped:
+            spreads = [seed_spread(v) for v in frame[col(key, "seeds")]]
+            out[f"{name} seed values (%)"] = ["/".join(f"{100 * v:.2f}" for v in shown) for shown, _ in spreads]
+            out[f"{name} seed range (pt)"] = [round(100 * r, 2) for _, r in spreads]
         if board.baseline:
             out[f"{name} delta (pt)"] = (100 * frame[col(key, "delta")]).round(2)
         if board.tests_made:
             out[f"{name} p"] = frame[col(key, "p")].round(5)
+        if key in board.power:
+            # the column's MDD (two independent runs at the baseline's n) in every row; the row's own paired one
+            out[f"{name} mdd (pt)"] = round(100 * board.power[key].mdd, 2)
+            out[f"{name} paired mdd (pt)"] = (100 * frame[col(key, "paired_mdd")]).round(2)
     if options.cost:
         for k in COST_KEYS:
             out[k] = frame[k]
@@ -211,6 +303,7 @@ thead th { border-bottom: 2px solid #444; }
 thead tr.groups th { border-bottom: 1px solid #999; text-align: center; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.baseline td { background: #f4f6f8; }
+tfoot td { border-top: 2px solid #444; color: #555; font-size: 13px; }
 .legend { font-size: 13px; color: #444; max-width: 60em; }
 """
 
@@ -235,6 +328,8 @@ def to_html(board: Leaderboard, options: RenderOptions | None = None, title: str
     for cells, label in zip(lay.rows, board.frame.index):
         cls = ' class="baseline"' if label == board.baseline else ""
         body.append(f"<tr{cls}>" + "".join(_html_cell(c, i in lay.right) for i, c in enumerate(cells)) + "</tr>")
+    footer = "".join("<tr>" + "".join(_html_cell(c, i in lay.right) for i, c in enumerate(cells)) + "</tr>"
+                     for cells in lay.footer)
     legend_html = "".join(f"<p>{line}</p>" for line in legend(board, options, html_markup=True))
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -252,7 +347,7 @@ def to_html(board: Leaderboard, options: RenderOptions | None = None, title: str
 </thead>
 <tbody>
 {chr(10).join(body)}
-</tbody>
+</tbody>{f"{chr(10)}<tfoot>{footer}</tfoot>" if footer else ""}
 </table>
 <div class="legend">{legend_html}</div>
 </body>

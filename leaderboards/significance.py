@@ -25,6 +25,12 @@ both runs scored.
   from the observed difference as the observed difference is from 0 (the bootstrap
   distribution shifted to the null). Each resample reruns the metric (pycocotools),
   so resamples are capped (200 by default).
+
+A row may be a **seed group** (:mod:`leaderboards.seeds`): several runs that differ
+only in their training seed. Its per-sample scores are the seeds' scores averaged per
+sample (over the samples every seed scored), and the tests above run on those
+vectors unchanged; a corpus metric of a group is the mean over its seeds of the
+metric, recomputed on each resample.
 """
 
 from __future__ import annotations
@@ -66,17 +72,42 @@ class SignificanceSettings:
 
 
 class RecordCache:
-    """Each run's records, read once per (run, task) and keyed by sample id."""
+    """Each run's records, read once per (run, task) and keyed by sample id; a seed
+    group's are its seeds' records averaged per sample (:func:`seed_average`)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._cache: dict[tuple[tuple[str, ...], str], dict[str, dict[str, Any]]] = {}
 
     def get(self, run: RunSummary, task: str) -> dict[str, dict[str, Any]]:
-        key = (str(run.path), task)
+        key = (tuple(map(str, run.run_paths)), task)
         if key not in self._cache:
-            records = RunDir(run.path).read(task)
-            self._cache[key] = {str(r["sample_id"]): r for r in records}
+            if run.members:
+                self._cache[key] = seed_average([self.get(m, task) for m in run.members])
+            else:
+                records = RunDir(run.path).read(task)
+                self._cache[key] = {str(r["sample_id"]): r for r in records}
         return self._cache[key]
+
+
+def seed_average(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Records of the samples every seed scored, each with the per-sample scores that
+    every seed has averaged over the seeds. Corpus metrics have no per-sample score, so
+    they are absent: a group's corpus metric comes from each seed's own records."""
+    first = per_seed[0]
+    out: dict[str, dict[str, Any]] = {}
+    for sid, rec in first.items():
+        recs = [seeds.get(sid) for seeds in per_seed]
+        if any(r is None for r in recs):
+            continue
+        scores: dict[str, float] = {}
+        for name in rec.get("scores", {}):
+            try:
+                values = [float(r["scores"][name]) for r in recs]
+            except (KeyError, TypeError, ValueError):
+                continue
+            scores[name] = sum(values) / len(values)
+        out[sid] = {"sample_id": sid, "index": rec.get("index", 0), "scores": scores}
+    return out
 
 
 def sign_flip_test(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None,
@@ -151,6 +182,27 @@ def _per_sample(ids, recs, metric) -> np.ndarray | None:
         return None  # not a per-sample score: a corpus metric
 
 
+def scores(run: RunSummary, task: str, metric: str, cache: RecordCache) -> np.ndarray | None:
+    """The run's (or seed group's seed-averaged) per-sample ``metric`` on ``task`` in split
+    order; None for a corpus metric or a run without records."""
+    recs = cache.get(run, task)
+    if not recs:
+        return None
+    ids = sorted(recs, key=lambda sid: recs[sid].get("index", 0))
+    return _per_sample(ids, recs, metric)
+
+
+def paired_scores(row: RunSummary, base: RunSummary, task: str, metric: str,
+                  cache: RecordCache) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-sample ``metric`` of row and baseline on the samples both scored, paired by
+    sample id; None when there are none or the metric is a corpus metric."""
+    ids, recs_row, recs_base = _shared(row, base, task, cache)
+    if not ids:
+        return None
+    a, b = _per_sample(ids, recs_row, metric), _per_sample(ids, recs_base, metric)
+    return None if a is None or b is None else (a, b)
+
+
 def compare_split(row: RunSummary, base: RunSummary, task: str, metric: str, cache: RecordCache,
                   settings: SignificanceSettings) -> PairedTest:
     """Row against baseline on one split's ``metric``."""
@@ -165,15 +217,20 @@ def compare_split(row: RunSummary, base: RunSummary, task: str, metric: str, cac
         task_obj = make_task(*split_format(task))
     except HarnessError as exc:
         return not_tested(f"{metric} is a corpus metric and the task is unknown here ({exc})", len(ids))
-    list_row, list_base = [recs_row[s] for s in ids], [recs_base[s] for s in ids]
-    prof_row, prof_base = _profile(row), _profile(base)
-    if metric not in task_obj.corpus_metrics(list_base, prof_base):
+    # one (records, profile) per seed; a single run is a group of one
+    sides = [[([cache.get(m, task)[s] for s in ids], _profile(m)) for m in (run.members or [run])]
+             for run in (row, base)]
+    if metric not in task_obj.corpus_metrics(*sides[1][0]):
         return not_tested(f"{metric} is neither a per-sample score nor a corpus metric of {task}", len(ids))
 
-    def on(records, profile):
-        return lambda idx: float(task_obj.corpus_metrics([records[i] for i in idx], profile)[metric])
+    def on(side):
+        def metric_of(idx):
+            values = [float(task_obj.corpus_metrics([records[i] for i in idx], profile)[metric])
+                      for records, profile in side]
+            return sum(values) / len(values)
+        return metric_of
 
-    p = paired_bootstrap(len(ids), on(list_row, prof_row), on(list_base, prof_base),
+    p = paired_bootstrap(len(ids), on(sides[0]), on(sides[1]),
                          resamples=settings.corpus_resamples, seed=settings.seed)
     return PairedTest(p, len(ids), "paired bootstrap")
 

@@ -117,3 +117,13 @@ def test_bootstrap_ci_hands_the_statistic_resamples_that_know_their_origin():
     assert len({id(xs.cache) for xs in seen}) == 1  # one cache per bootstrap
     seen[0][0] = {"i": -1}
     assert not seen[0].intact()
+
+
+def test_detectable_difference_is_z_sum_times_the_se():
+    from harness.stats import detectable_difference, min_detectable_difference
+
+    # z_0.975 + z_0.8 = 1.95996 + 0.84162: the textbook 2.80 multiplier
+    assert detectable_difference(1.0) == pytest.approx(2.80158, abs=1e-5)
+    assert detectable_difference(1.0, alpha=0.01, power=0.9) == pytest.approx(2.57583 + 1.28155, abs=1e-5)
+    assert min_detectable_difference(0.3, 50) == pytest.approx(detectable_difference(math.sqrt(2) * 0.3 / math.sqrt(50)))
+    assert math.isnan(detectable_difference(float("nan")))
