@@ -43,6 +43,13 @@ class EvalConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     max_new_tokens: int | None = None  # None: each task's own default
+    # G completions per prompt (needs temperature > 0): each record keeps all of them
+    # (``outputs``) and the primary metric of each (``sample_scores``); the record's
+    # scores, hence the aggregates, are the first completion's. Difficulty profiling.
+    num_samples: int = 1
+    # The split's first N samples are not scored (a study's validation holdout, which
+    # difficulty profiling must not see); limit and subsample apply to the rest.
+    skip_first: int = 0
     n_boot: int = 1000
     output_path: str | None = None
     overwrite: bool = False
@@ -72,6 +79,11 @@ class EvalConfig:
         check_number("--temperature", self.temperature, minimum=0, allow_none=False)
         check_number("--top_p", self.top_p, minimum=0, maximum=1, exclusive_minimum=True, allow_none=False)
         check_number("--max_new_tokens", self.max_new_tokens, minimum=1, maximum=1 << 20, integer=True)
+        check_number("--num_samples", self.num_samples, minimum=1, maximum=1 << 16, integer=True, allow_none=False)
+        if self.num_samples > 1 and self.temperature <= 0:
+            raise UsageError(f"--num_samples {self.num_samples} needs sampling: set --temperature > 0 (greedy "
+                             f"decoding gives {self.num_samples} copies of one answer)")
+        check_number("skip_first", self.skip_first, minimum=0, integer=True, allow_none=False)
         check_number("--bootstrap", self.n_boot, minimum=0, maximum=1_000_000, integer=True, allow_none=False)
         if not isinstance(self.model_args, dict):
             raise UsageError("model_args must be a mapping of backend options")
@@ -88,7 +100,13 @@ class EvalConfig:
         """What decides the numbers: a resumed run must match all of it."""
         keys = ("model", "backend", "model_args", "limit", "subsample", "batch_size", "seed", "profile", "temperature", "top_p",
                 "max_new_tokens", "n_boot")
-        return {k: getattr(self, k) for k in keys}
+        identity = {k: getattr(self, k) for k in keys}
+        # only when set: run directories (and reference baselines) made before these options keep matching
+        if self.num_samples != 1:
+            identity["num_samples"] = self.num_samples
+        if self.skip_first:
+            identity["skip_first"] = self.skip_first
+        return identity
 
     def default_output_path(self) -> str:
         identity = self.identity()
@@ -133,6 +151,8 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     from harness.lmms import has_lmms_tasks
 
     if has_lmms_tasks(cfg.tasks):
+        if cfg.num_samples != 1 or cfg.skip_first:
+            raise UsageError("num_samples and skip_first are not supported with lmms-eval tasks (lmms:...)")
         from harness.lmms.run import run_with_lmms
 
         return run_with_lmms(cfg, backend)
@@ -178,7 +198,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         resumed = bool(distributed.share(world, resumed if world.main else None))
         done = {t.full_name: {r["sample_id"] for r in run.iter(t.full_name)} for _, t in tasks}
 
-        chosen = {t.full_name: planned_indices(t, cfg.limit, cfg.subsample, cfg.seed) for _, t in tasks}
+        chosen = {t.full_name: planned_indices(t, cfg.limit, cfg.subsample, cfg.seed, cfg.skip_first) for _, t in tasks}
         planned = {name: len(idx) for name, idx in chosen.items()}
         # this process's share: whole batches (blocks of batch_size planned positions)
         mine = {name: sum(1 for pos in range(n) if world.owns(pos // cfg.batch_size)) for name, n in planned.items()}
@@ -188,7 +208,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
             bar.set_description(task.full_name)
             writer = run.writer(task.full_name, rank=world.rank if world.size > 1 else None)
             base = SamplingParams(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
-                                  temperature=cfg.temperature, top_p=cfg.top_p)
+                                  temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.num_samples)
             batch: list[tuple[int, Any]] = []
             batch_block = [0]
 
@@ -253,15 +273,17 @@ def _prepare_run(cfg: EvalConfig, run: RunDir, tasks, identity, config, model_in
     return resumed
 
 
-def planned_indices(task, limit: int | None, subsample: int | None, seed: int) -> list[int]:
+def planned_indices(task, limit: int | None, subsample: int | None, seed: int, skip_first: int = 0) -> list[int]:
     """The split indices a run scores: all, the first ``limit``, or a seeded random
-    ``subsample`` kept in split order (the same for every format of a task)."""
+    ``subsample`` kept in split order (the same for every format of a task); with
+    ``skip_first``, of the samples after the split's first ``skip_first``."""
     n = len(task)
-    if subsample is not None and subsample < n:
+    start = min(skip_first, n)
+    if subsample is not None and subsample < n - start:
         from harness.task import stable_rng
 
-        return sorted(stable_rng("subsample", seed, task.name, n).sample(range(n), subsample))
-    return list(range(min(n, limit) if limit else n))
+        return sorted(stable_rng("subsample", seed, task.name, n).sample(range(start, n), subsample))
+    return list(range(start, min(n, start + limit) if limit else n))
 
 
 def _planned_samples(task, wanted: list[int]):

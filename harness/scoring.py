@@ -23,7 +23,9 @@ from harness.task import Task
 def score_output(task: Task, sample: Sample, index: int, output: str | list[str], conv: ModelConventions,
                  profile: ProtocolProfile, prompt_text: str | None = None, latency_s: float | None = None,
                  failure: str | None = None) -> dict[str, Any]:
-    """One record. With several completions (n > 1), the first is scored and all are kept."""
+    """One record. With several completions (n > 1), all are kept (``outputs``) with the
+    primary metric of each (``sample_scores``, what difficulty profiling reads); the
+    record's scores are the first completion's."""
     outputs = output if isinstance(output, list) else [output]
     rec: dict[str, Any] = {
         "task": task.full_name,
@@ -46,6 +48,9 @@ def score_output(task: Task, sample: Sample, index: int, output: str | list[str]
         rec.update(answer=None, parsed=None, failure=failure, scores={m: 0.0 for m in task.metrics})
         return rec
     parsed, scores = task.evaluate(rec["output"], sample, conv, profile)
+    if len(outputs) > 1:
+        rec["sample_scores"] = [scores[task.primary_metric]] + [task.reward(o, sample, conv, profile)
+                                                                for o in outputs[1:]]
     rec.update(answer=parsed.answer, parsed=parsed.value, failure=parsed.failure, scores=scores)
     return rec
 

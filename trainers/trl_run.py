@@ -167,6 +167,12 @@ class TRLTrainer(Trainer):
         """The train-split samples this trainer may use (None: all of them, less the holdout)."""
         return None
 
+    def starting_cost(self, config: Any) -> dict[str, Any]:
+        """Cost spent before training that belongs to the method (CostMeter keys, plus extras
+        kept as they are), e.g. DC-SFT's difficulty profiling: a fresh run's meter starts
+        from it, so every checkpoint's cost includes it; a resumed run restores its meter."""
+        return {}
+
     def identity(self, model_dir: Path, suite: Suite, config: Any) -> dict[str, Any]:
         from harness.backends.hf import weights_fingerprint
 
@@ -185,7 +191,7 @@ class TRLTrainer(Trainer):
         if existing and existing[-1].step >= config.max_steps:
             return existing  # finished: nothing to load
         resume_dir = resume_point(out, existing)
-        meter = CostMeter.from_dict(existing[-1].cost) if existing else CostMeter()
+        meter = CostMeter.from_dict(existing[-1].cost if existing else self.starting_cost(config))
         truncate_log(out / LOG_FILE, existing[-1].step if existing else 0)
 
         import torch
