@@ -12,6 +12,10 @@ numbers (the leaderboard and plots are rendered from them)::
     <study>/leaderboard.{md,csv,html}
     <study>/plots/<trainer>_eval.png    ID and OOD metric against step (step 0 = base)
 
+A trainer with ``chains = True`` (``rs_sft``) trains from the final checkpoint of the
+trainer before it in ``--trainers`` (``--trainers curr_rl,rs_sft``), or from the base
+when it comes first; every other trainer trains from the base.
+
 Resume: rerunning the same command skips finished evals (their aggregates exist),
 finishes an interrupted eval from its records, and lets each trainer resume from its
 last complete checkpoint; checkpoints that exist but were never scored are scored
@@ -179,13 +183,18 @@ def run_study(cfg: StudyConfig) -> str:
         _say(f"base: scoring {cfg.model} on {cfg.suite} (ID and OOD splits)")
         run_eval(prep.eval_base)
     final: dict[str, Any] = {}
+    previous = None
     for trainer, config in prep.plans:
         for ckpt in trainer.existing_checkpoints(config.output_dir):  # scored or not before an interruption
             _eval_checkpoint(cfg, root, ckpt)
+        # a chaining trainer (rs_sft) continues from the previous trainer's final checkpoint
+        start = final[previous].path if getattr(trainer, "chains", False) and previous else base_dir
         _say(f"{trainer.name}: training on {prep.suite.train} for {config.max_steps} steps "
-             f"(a checkpoint every {config.save_steps})")
-        ckpts = trainer.train(base_dir, prep.suite, config, on_checkpoint=lambda c: _eval_checkpoint(cfg, root, c))
+             f"(a checkpoint every {config.save_steps})" + (f", from {previous}'s final checkpoint"
+                                                            if start != base_dir else ""))
+        ckpts = trainer.train(start, prep.suite, config, on_checkpoint=lambda c: _eval_checkpoint(cfg, root, c))
         final[trainer.name] = ckpts[-1]
+        previous = trainer.name
     # as in the papers' tables: RL methods against SFT on the same data, else against the base
     baseline = cfg.baseline or (f"sft@{final['sft'].step}" if "sft" in final else "base")
     text = render(root, baseline, cfg.formats, [t.name for t, _ in prep.plans])

@@ -74,7 +74,7 @@ def test_presets_fill_in_and_explicit_keys_win():
 
 @pytest.mark.parametrize("text, message", [
     ("max_stepz: 3\n", r"c.yaml: max_stepz: unknown option 'max_stepz'.*did you mean 'max_steps'"),
-    ("sft:\n  beta: 0.1\n", r"c.yaml: sft.beta: unknown option 'beta' for trainer 'sft'; it is an option of grpo"),
+    ("sft:\n  beta: 0.1\n", r"c.yaml: sft.beta: unknown option 'beta' for trainer 'sft'; it is an option of curr_rl, grpo"),
     ("grpo:\n  num_generations: four\n", r"c.yaml: grpo.num_generations: expected an integer, got 'four'"),
     ("learning_rate: fast\n", r"c.yaml: learning_rate: expected a number, got 'fast'"),
     ("lora: 2\n", r"c.yaml: lora: expected true or false, got 2"),
@@ -105,7 +105,7 @@ def test_missing_file_is_a_usage_error(tmp_path):
 
 
 def test_unknown_trainer_lists_the_known_ones():
-    with pytest.raises(UnknownName, match="unknown trainer 'ppo'.*grpo, sft"):
+    with pytest.raises(UnknownName, match="unknown trainer .ppo.*curr_rl, grpo, rs_sft, sft, sft_e, sft_em, sft_h, sft_m"):
         get_trainer("ppo")
 
 

@@ -11,12 +11,17 @@ from harness.registry import TRAINERS
 from trainers.base import Checkpoint, Trainer, TrainerConfig
 from trainers.config import build_config, load_config
 from trainers.curr_rl import CurrRLConfig, CurrRLTrainer
+from trainers.dcsft import TRAINERS as DCSFT_TRAINERS
 from trainers.grpo import GRPOTrainer, GRPOTrainerConfig
+from trainers.rs_sft import RSSFTConfig, RSSFTTrainer
 from trainers.sft import SFTTrainer, SFTTrainerConfig
 
 TRAINERS.register("sft", SFTTrainer)
 TRAINERS.register("grpo", GRPOTrainer)
 TRAINERS.register("curr_rl", CurrRLTrainer)
+TRAINERS.register("rs_sft", RSSFTTrainer)
+for _name, _trainer in DCSFT_TRAINERS.items():  # sft_m, sft_em, sft_e, sft_h
+    TRAINERS.register(_name, _trainer)
 
 
 def get_trainer(name: str) -> Trainer:
@@ -24,5 +29,6 @@ def get_trainer(name: str) -> Trainer:
     return TRAINERS.get(name)()
 
 
-__all__ = ["Checkpoint", "CurrRLConfig", "CurrRLTrainer", "GRPOTrainer", "GRPOTrainerConfig", "SFTTrainer",
+__all__ = ["Checkpoint", "CurrRLConfig", "CurrRLTrainer", "GRPOTrainer", "GRPOTrainerConfig", "RSSFTConfig",
+           "RSSFTTrainer", "SFTTrainer",
            "SFTTrainerConfig", "Trainer", "TrainerConfig", "build_config", "get_trainer", "load_config"]

@@ -62,10 +62,14 @@ class SFTTrainer(TRLTrainer):
         prompt = row.task.prompt(row.sample, ctx.conv)
         prompt = with_instruction(prompt, FORMAT_INSTRUCTION if c.format_prompt or c.answer_tags else None)
         text = ctx.processor.apply_chat_template(prompt.messages(), add_generation_prompt=True, tokenize=False)
-        target = row.task.target(row.sample, ctx.conv)
+        target = self.target(row, ctx)
         if c.answer_tags:
             target = f"<think></think><answer>{target}</answer>"
         return {"prompt": text, "completion": f"{before}{target}{after}", "images": images_of(row.sample)}
+
+    def target(self, row: Row, ctx: RunContext) -> str:
+        """The completion trained on: the task's gold target (RS-SFT: an accepted sampled answer)."""
+        return row.task.target(row.sample, ctx.conv)
 
     def build(self, model: Any, dataset: Any, args: dict[str, Any], ctx: RunContext) -> Any:
         from trl import SFTConfig
