@@ -53,7 +53,7 @@ _NO_MATCH = 64  # larger than any distance of a 63-bit hash
 def phash(image: Image.Image) -> int:
     """DCT perceptual hash: grayscale, 32x32, 2-D DCT, the 8x8 lowest frequencies above their median.
 
-    The DC term (mean brightness) takes part neither in the median nor in the bits: bit 0 is always 0,
+    The DC term (mean brightness) takes part neither in the median nor in the bits: the top bit is always 0,
     the other 63 bits say whether each AC coefficient is above the median of the 63.
     """
     from scipy.fft import dctn
