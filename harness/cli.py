@@ -128,7 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, n_boot=args.bootstrap,
         output_path=args.output_path, overwrite=args.overwrite, log_samples=args.log_samples,
         progress=not args.no_progress, data_root=args.data_root, data_args=parse_kv(args.data_args, "--data_args"),
-        math_judge=args.math_judge,
+        math_judge=args.math_judge, num_samples=args.num_samples,
     )
     result = run_eval(cfg)
     if not distributed.current().main:
@@ -408,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     e.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass in (0, 1] (default 1.0)")
     e.add_argument("--max_new_tokens", type=int, default=None, help="override each task's generation length")
+    e.add_argument("--num_samples", type=int, default=1, help="completions per prompt (needs --temperature > 0); "
+                   "records keep all of them and each one's score, metrics are the first's (default 1)")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (default 1000)")
     e.add_argument("--log_samples", action="store_true", help="print the first samples of each task after the table "
                    "(prompts, outputs, parses and scores are always kept in the run's records)")
@@ -483,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--format", choices=("table", "json"), default="table")
     add_data_options(dc)
     dc.set_defaults(func=cmd_data_check)
+    from harness.overlap_cli import add_overlap_parser  # data overlap
+
+    add_overlap_parser(dsub, common)
 
     cp = sub.add_parser("compare-profiles", parents=[common], help="a run re-scored under every protocol profile",
                         description="Re-scores the run's saved outputs under each protocol profile (no model) and "
@@ -531,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
     from leaderboards.cli import add_parsers  # leaderboard, regress
 
     add_parsers(sub)
+    from harness.difficulty_cli import add_parser as add_profile_difficulty
+
+    add_profile_difficulty(sub, common)
+    from harness.paper_study_cli import add_parser as add_study
+
+    add_study(sub, common)
     return p
 
 
