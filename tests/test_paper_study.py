@@ -40,8 +40,11 @@ def test_bad_settings_fail_before_any_model_loads(changes, error, message, tmp_p
 
 
 def _table_rows(md: str) -> dict[str, list[str]]:
-    rows = {}
+    """Rows of the first table (the leaderboard), by their first cell."""
+    rows: dict[str, list[str]] = {}
     for line in md.splitlines():
+        if rows and not line.startswith("|"):
+            break
         if line.startswith("| ") and not line.startswith("| row") and not line.startswith("|--"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             rows[cells[0]] = cells
