@@ -69,3 +69,15 @@ def config(path, **kw) -> EvalConfig:
     base = dict(model="fake-model", tasks=list(TASKS), backend="fake", limit=LIMIT, batch_size=BATCH, n_boot=50,
                 output_path=str(path), progress=False)
     return EvalConfig(**{**base, **kw})
+
+
+class RuleBackend(FakeBackend):
+    """Gold answers, except where ``wrong(task, index)``: then a wrong label."""
+
+    def __init__(self, wrong, **kw) -> None:
+        super().__init__(**kw)
+        self.wrong = wrong
+
+    def generate(self, prompts, params):
+        found = [self.lookup[(p.images[0].uri, p.text)] for p in prompts]
+        return [["blah"] if self.wrong(t, i) else [gold] for t, i, gold in found]

@@ -29,9 +29,9 @@ from leaderboards.significance import (  # noqa: E402
 )
 
 try:  # tests/ is a plain directory (on sys.path) or a package
-    from fake_backend import FakeBackend, config  # noqa: E402
+    from fake_backend import RuleBackend, config  # noqa: E402
 except ImportError:  # pragma: no cover
-    from tests.fake_backend import FakeBackend, config  # noqa: E402
+    from tests.fake_backend import RuleBackend, config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("no_git")
 
@@ -39,18 +39,6 @@ ID_TASKS = ["synth_cls_id", "synth_count_id"]
 OOD_TASKS = ["synth_cls_style", "synth_count_arith"]
 TASKS = ID_TASKS + OOD_TASKS
 LIMIT = 30  # enough discordant samples for p < 0.05 (10 of 30 flip)
-
-
-class RuleBackend(FakeBackend):
-    """Gold answers, except where ``wrong(task, index)``: then a wrong label."""
-
-    def __init__(self, wrong, **kw) -> None:
-        super().__init__(**kw)
-        self.wrong = wrong
-
-    def generate(self, prompts, params):
-        found = [self.lookup[(p.images[0].uri, p.text)] for p in prompts]
-        return [["blah"] if self.wrong(t, i) else [gold] for t, i, gold in found]
 
 
 def make_run(path, wrong, meta=None, tasks=TASKS, limit=LIMIT, **kw):

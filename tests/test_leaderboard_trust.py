@@ -25,9 +25,9 @@ from leaderboards.report import leaderboard_texts, leaderboard_texts_from_runs  
 from leaderboards.significance import SignificanceSettings, sign_flip_test  # noqa: E402
 
 try:  # tests/ is a plain directory (on sys.path) or a package
-    from fake_backend import FakeBackend, config  # noqa: E402
+    from fake_backend import RuleBackend, config  # noqa: E402
 except ImportError:  # pragma: no cover
-    from tests.fake_backend import FakeBackend, config  # noqa: E402
+    from tests.fake_backend import RuleBackend, config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("no_git")
 
@@ -35,18 +35,6 @@ ID, OOD = "synth_cls_id", "synth_cls_style"
 TASKS = [ID, OOD]
 LIMIT = 30
 IDX = np.arange(LIMIT)
-
-
-class RuleBackend(FakeBackend):
-    """Gold answers, except where ``wrong(task, index)``: then a wrong label."""
-
-    def __init__(self, wrong, **kw) -> None:
-        super().__init__(**kw)
-        self.wrong = wrong
-
-    def generate(self, prompts, params):
-        found = [self.lookup[(p.images[0].uri, p.text)] for p in prompts]
-        return [["blah"] if self.wrong(t, i) else [gold] for t, i, gold in found]
 
 
 def make_run(path, wrong, meta=None, tasks=TASKS, limit=LIMIT, **kw):
