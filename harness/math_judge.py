@@ -99,16 +99,16 @@ def settings() -> dict[str, Any] | None:
     return out
 
 
-def parse_spec(spec: str) -> JudgeConfig:
-    """``URL,MODEL[,KEY_ENV]`` (the ``--math_judge`` option) -> a judge configuration."""
+def parse_spec(spec: str, option: str = "--math_judge") -> JudgeConfig:
+    """``URL,MODEL[,KEY_ENV]`` (the ``--math_judge`` option, RS-SFT's ``judge``) -> a judge configuration."""
     from harness.errors import UsageError
 
     parts = [p.strip() for p in spec.split(",")]
     if len(parts) not in (2, 3) or not all(parts):
-        raise UsageError(f"--math_judge {spec!r}: expected URL,MODEL or URL,MODEL,KEY_ENV (the name of the "
+        raise UsageError(f"{option} {spec!r}: expected URL,MODEL or URL,MODEL,KEY_ENV (the name of the "
                          "environment variable that holds the API key), e.g. http://localhost:8000/v1,qwen2.5-7b")
     if not parts[0].startswith(("http://", "https://")):
-        raise UsageError(f"--math_judge URL must start with http:// or https://, got {parts[0]!r}")
+        raise UsageError(f"{option} URL must start with http:// or https://, got {parts[0]!r}")
     return JudgeConfig(url=parts[0], model=parts[1], api_key_env=parts[2] if len(parts) == 3 else None)
 
 
@@ -131,22 +131,27 @@ def extract(response: str, problem: MathProblem, config: JudgeConfig | None = No
     key = (cfg.endpoint(), cfg.model, prompt)
     if key in _CACHE:  # the metric and the reward read the same output: ask once
         return _CACHE[key]
-    body = json.dumps({"model": cfg.model, "temperature": 0, "max_tokens": cfg.max_tokens,
+    result = complete(cfg, prompt)
+    _CACHE[key] = result
+    return result
+
+
+def complete(cfg: JudgeConfig, prompt: str, max_tokens: int | None = None) -> str | None:
+    """One chat completion from an OpenAI-compatible endpoint at temperature 0: the reply's
+    text, or None when the request fails or the reply is empty (callers record that)."""
+    body = json.dumps({"model": cfg.model, "temperature": 0, "max_tokens": max_tokens or cfg.max_tokens,
                        "messages": [{"role": "user", "content": prompt}]}).encode()
     headers = {"Content-Type": "application/json"}
     if cfg.api_key_env and os.environ.get(cfg.api_key_env):
         headers["Authorization"] = f"Bearer {os.environ[cfg.api_key_env]}"
     request = urllib.request.Request(cfg.endpoint(), data=body, headers=headers, method="POST")
-    result: str | None = None
     try:
         with urllib.request.urlopen(request, timeout=cfg.timeout_s) as reply:
             payload = json.loads(reply.read().decode("utf-8"))
         content = payload["choices"][0]["message"]["content"]
-        result = content.strip() if isinstance(content, str) and content.strip() else None
+        return content.strip() if isinstance(content, str) and content.strip() else None
     except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
-        result = None
-    _CACHE[key] = result
-    return result
+        return None
 
 
 def judge_callable() -> Any:

@@ -252,17 +252,10 @@ def prepare(cfg: PaperStudyConfig) -> Plan:
 
 
 def _check_study_file(plan: Plan) -> None:
-    from harness.validation import identity_diff, read_json_file
+    from harness.study import record_study
 
-    path = plan.root / STUDY_FILE
-    shared = plan.cfg.shared_identity()
-    if path.exists():
-        recorded = read_json_file(path, "study file")
-        diff = identity_diff(recorded.get("identity") if isinstance(recorded, dict) else None, shared)
-        if diff:
-            raise UsageError(f"{plan.root} holds a study with a different {', '.join(diff)}; use another "
-                             "--output_path (studies on one directory must share model, suite, splits and recipes)")
-    write_json_atomic(path, {"identity": shared, "config": asdict(plan.cfg)})
+    record_study(plan.root / STUDY_FILE, plan.cfg.shared_identity(), {"config": asdict(plan.cfg)},
+                 "studies on one directory must share model, suite, splits and recipes")
 
 
 # ----- evaluation ---------------------------------------------------------------------------

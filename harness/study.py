@@ -140,18 +140,23 @@ def _eval_config(cfg: StudyConfig, model: str, out: Path, meta: dict[str, Any]) 
 
 def _check_identity(root: Path, cfg: StudyConfig, plans) -> None:
     """A study directory is resumed only by the same study (same trainers and configs)."""
+    identity = {**cfg.identity(), "trainer_configs": {t.name: c.identity() for t, c in plans}}
+    record_study(root / STUDY_FILE, identity, {"config": asdict(cfg),
+                                               "trainer_configs": {t.name: c.to_dict() for t, c in plans}},
+                 "a study is resumed only by the same command")
+
+
+def record_study(path: Path, identity: dict[str, Any], extra: dict[str, Any], why: str) -> None:
+    """Write a study file, or refuse one whose recorded identity differs (``why`` says what must match)."""
     from harness.validation import identity_diff, read_json_file
 
-    identity = {**cfg.identity(), "trainer_configs": {t.name: c.identity() for t, c in plans}}
-    path = root / STUDY_FILE
     if path.exists():
         recorded = read_json_file(path, "study file")
         diff = identity_diff(recorded.get("identity") if isinstance(recorded, dict) else None, identity)
         if diff:
-            raise UsageError(f"{root} holds a study with a different {', '.join(diff)}; use another --output_path "
-                             "(a study is resumed only by the same command)")
-    write_json_atomic(path, {"identity": identity, "config": asdict(cfg),
-                             "trainer_configs": {t.name: c.to_dict() for t, c in plans}})
+            raise UsageError(f"{path.parent} holds a study with a different {', '.join(diff)}; use another "
+                             f"--output_path ({why})")
+    write_json_atomic(path, {"identity": identity, **extra})
 
 
 def _say(text: str) -> None:

@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 from harness.errors import UsageError  # noqa: E402
-from trainers.rs_sft import parse_judge  # noqa: E402
+from trainers.rs_sft import grade, parse_judge  # noqa: E402
 
 SETS = ["max_steps=2", "save_steps=2", "rs_sft.batch_size=4", "rs_sft.sample_prompts=12", "rs_sft.num_samples=4",
         "progress=false"]
@@ -23,7 +23,8 @@ SETS = ["max_steps=2", "save_steps=2", "rs_sft.batch_size=4", "rs_sft.sample_pro
     (["rs_sft.num_samples=1"], "num_samples must be >= 2"),
     (["rs_sft.sample_temperature=0"], "sample_temperature must be > 0"),
     (["rs_sft.accept_threshold=2"], "accept_threshold must be in"),
-    (["rs_sft.judge=localhost,gpt"], "expected URL,MODEL"),
+    (["rs_sft.judge=localhost,gpt"], "URL must start with http"),
+    (["rs_sft.judge=http://x"], "expected URL,MODEL"),
     (["rs_sft.judge_threshold=120"], "0-100 grade"),
 ])
 def test_bad_options_are_one_line_errors(sets, message):
@@ -63,9 +64,9 @@ def test_the_judge_grades_through_an_openai_compatible_endpoint():
     try:
         judge = parse_judge(f"http://127.0.0.1:{server.server_port}/v1,grader")
         assert judge.endpoint().endswith("/v1/chat/completions")
-        assert judge.grade("circle", "circle") == 95.0
-        assert judge.grade("circle", "square") == 20.0
-        assert judge.grade("circle", "boom") is None  # a failed request keeps nothing
+        assert grade(judge, "circle", "circle") == 95.0
+        assert grade(judge, "circle", "square") == 20.0
+        assert grade(judge, "circle", "boom") is None  # a failed request keeps nothing
     finally:
         server.shutdown()
 

@@ -31,9 +31,6 @@ cost.
 from __future__ import annotations
 
 import json
-import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,39 +81,22 @@ class RSSFTConfig(SFTTrainerConfig):
             parse_judge(self.judge)
 
 
-@dataclass(frozen=True)
-class Judge:
-    url: str
-    model: str
-    key_env: str | None = None
-    timeout_s: float = 60.0
+def grade(judge: Any, reference: str, answer: str) -> float | None:
+    """The judge's 0-100 grade of an answer against the reference, or None when the request or
+    its reply fails (the shared OpenAI-compatible client of harness/math_judge.py)."""
+    from harness.math_judge import complete
 
-    def endpoint(self) -> str:
-        base = self.url.rstrip("/")
-        return base if base.endswith("/chat/completions") else f"{base}/chat/completions"
-
-    def grade(self, reference: str, answer: str) -> float | None:
-        """The judge's 0-100 grade, or None when the request or its reply fails."""
-        body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 8, "messages": [
-            {"role": "user", "content": JUDGE_PROMPT.format(reference=reference, answer=answer)}]}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.key_env and os.environ.get(self.key_env):
-            headers["Authorization"] = f"Bearer {os.environ[self.key_env]}"
-        request = urllib.request.Request(self.endpoint(), data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
-                text = json.loads(reply.read().decode("utf-8"))["choices"][0]["message"]["content"]
-            return float(str(text).strip().split()[0].strip(".%"))
-        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
-            return None
+    reply = complete(judge, JUDGE_PROMPT.format(reference=reference, answer=answer), max_tokens=8)
+    try:
+        return float(reply.split()[0].strip(".%")) if reply else None
+    except ValueError:
+        return None
 
 
-def parse_judge(spec: str) -> Judge:
-    parts = [p.strip() for p in spec.split(",")]
-    if len(parts) not in (2, 3) or not all(parts) or not parts[0].startswith(("http://", "https://")):
-        raise UsageError(f"judge {spec!r}: expected URL,MODEL[,KEY_ENV] with an http(s) URL, e.g. "
-                         "http://localhost:8000/v1,gpt-4o,OPENAI_API_KEY")
-    return Judge(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+def parse_judge(spec: str) -> Any:
+    from harness.math_judge import parse_spec
+
+    return parse_spec(spec, option="rs_sft judge")
 
 
 class RSSFTTrainer(SFTTrainer):
@@ -179,9 +159,9 @@ class RSSFTTrainer(SFTTrainer):
                 continue
             reference = task.answer_text(sample, None)
             for answer in sorted(set(rec.get("outputs") or [rec.get("output", "")])):
-                grade = judge.grade(reference, answer)
-                failed += grade is None
-                if grade is not None and grade >= c.judge_threshold:
+                grade_ = grade(judge, reference, answer)
+                failed += grade_ is None
+                if grade_ is not None and grade_ >= c.judge_threshold:
                     kept.setdefault(int(rec["index"]), []).append(answer)
         return kept, {"judge_failures": failed}
 
