@@ -126,3 +126,24 @@ def test_plateau_switch_ends_a_stage_early_and_hands_its_steps_on(tiny_model_dir
     assert [(s["format"], s["start_step"], s["steps"], s["budget"]) for s in curriculum] == [
         ("yesno", 0, 2, 3), ("mc", 2, 2, 4), ("open", 4, 5, 5)]
     assert [c.step for c in ckpts] == [2, 4, 9] and ckpts[-1].final
+
+
+@pytest.mark.slow
+def test_curr_rl_and_dc_sft_trainers_run_from_train_and_eval_into_the_leaderboard(tiny_model_dir, tmp_path):
+    """Each new trainer through `harness train-and-eval`: checkpoints scored ID and OOD, one leaderboard row each."""
+    from harness.cli import main
+
+    root = tmp_path / "study"
+    code = main(["train-and-eval", "--model", tiny_model_dir, "--suite", "synth_cls", "--trainers",
+                 "curr_rl,sft_m,sft_em", "--max_steps", "3", "--eval_every", "3", "--eval_limit", "4",
+                 "--bootstrap", "10", "--no_progress", "--output_path", str(root),
+                 "--set", "batch_size=4", "--set", "curr_rl.num_generations=2",
+                 "--set", "sft_m.profile_samples=16", "--set", "sft_m.num_generations=4",
+                 "--set", "sft_em.profile_samples=16", "--set", "sft_em.num_generations=4"])
+    assert code == 0
+    board = (root / "leaderboard.md").read_text()
+    for label in ("curr_rl@3", "sft_m@3", "sft_em@3"):
+        assert label in board, board
+    for trainer in ("curr_rl", "sft_m", "sft_em"):
+        aggs = (root / "runs" / trainer / "step-000003" / "aggregates.json").read_text()
+        assert all(split in aggs for split in ("synth_cls_id", "synth_cls_style", "synth_cls_clutter"))
