@@ -169,8 +169,9 @@ class PaperStudyConfig:
 
     def shared_identity(self) -> dict[str, Any]:
         """What every study command on one directory must agree on (rows must be comparable)."""
+        # (the difficulty profile's settings are not here: its own run directory refuses a different profile)
         keys = ("model", "suite", "val_size", "eval_limit", "eval_batch_size", "bootstrap", "model_args", "quick",
-                "profile_samples", "profile_generations", "profile_temperature", "config_file", "overrides")
+                "config_file", "overrides")
         return {k: getattr(self, k) for k in keys}
 
     def default_output_path(self) -> str:
