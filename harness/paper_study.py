@@ -509,6 +509,9 @@ def report(plan: Plan, results: dict[str, Any], suite: Any) -> str:
                 + ("the best primary metric on an ID validation split of the first "
                    f"{cfg.val_size} train samples (never trained on), the later checkpoint on ties"
                    if cfg.select == "val" else "the last checkpoint") + "."]
+    if baseline != "base":
+        sections += ["", f"## Differences from {titles[baseline]} (paired 95 % CIs)", "",
+                     *_paired_lines(plan, baseline, titles)]
     sections += ["", "## Cost", "", *_cost_lines(plan, results)]
     overlap = _overlap(plan)
     if overlap:
@@ -543,6 +546,53 @@ def _plot_selection(plan: Plan) -> Path | None:
     return plot_eval_curves(rows, plan.root / "plots" / f"{plan.cfg.paper}_validation.png",
                             title=f"{plan.cfg.paper}: ID validation score by checkpoint (chooses each row)",
                             metric_label="validation score (%)")
+
+
+def _seed_averaged(plan: Plan, method: str, seeds: tuple[int, ...] | None) -> dict[str, dict[str, float]]:
+    """task -> sample id -> the primary-metric score averaged over the method's seeds (samples all seeds scored)."""
+    from harness.rundir import RunDir
+
+    dirs = ([plan.root / "runs" / "base"] if seeds is None
+            else [plan.root / "runs" / method / f"seed-{s}" for s in seeds])
+    out: dict[str, dict[str, float]] = {}
+    for d in dirs:
+        aggs = json.loads((d / "aggregates.json").read_text(encoding="utf-8"))
+        for agg in aggs:
+            scores = {r["sample_id"]: float(r["scores"][agg["primary_metric"]]) for r in RunDir(d).iter(agg["task"])}
+            acc = out.setdefault(agg["task"], {})
+            for sid, v in scores.items():
+                acc[sid] = acc.get(sid, 0.0) + v / len(dirs)
+    return out
+
+
+def _paired_lines(plan: Plan, baseline: str, titles: dict[str, str]) -> list[str]:
+    """Each method minus the baseline per split, on seed-averaged per-sample scores, with the
+    bootstrap 95 % CI of the mean paired difference: a difference is registered when its CI
+    excludes 0 (the pre-registered test of docs/studies.md; the table's † is the sign-flip test)."""
+    from harness.stats import bootstrap_mean_ci
+
+    ref = _seed_averaged(plan, baseline, plan.cfg.seeds)
+    tasks = list(ref)
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for key in ["base"] + [m.key for m in plan.methods if m.key != baseline]:
+        try:
+            mine = _seed_averaged(plan, key, None if key == "base" else plan.cfg.seeds)
+        except (OSError, ValueError):
+            continue
+        cells = []
+        for task in tasks:
+            ids = sorted(set(ref[task]) & set(mine.get(task, {})))
+            diff = [100 * (mine[task][i] - ref[task][i]) for i in ids]
+            if not diff:
+                cells.append("n/a")
+                continue
+            lo, hi = bootstrap_mean_ci(diff, n_boot=plan.cfg.bootstrap, seed=0)
+            mark = " *" if lo > 0 or hi < 0 else ""
+            cells.append(f"{sum(diff) / len(diff):+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}")
+        lines.append(f"| {titles.get(key, key)} | " + " | ".join(cells) + " |")
+    lines += ["", f"Points, each method minus {titles[baseline]} on the same samples (scores averaged over seeds "
+              "per sample), with the bootstrap 95 % CI of the mean paired difference; * = the CI excludes 0."]
+    return lines
 
 
 def _cost_lines(plan: Plan, results: dict[str, Any]) -> list[str]:
