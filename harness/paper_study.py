@@ -548,47 +548,36 @@ def _plot_selection(plan: Plan) -> Path | None:
                             metric_label="validation score (%)")
 
 
-def _seed_averaged(plan: Plan, method: str, seeds: tuple[int, ...] | None) -> dict[str, dict[str, float]]:
-    """task -> sample id -> the primary-metric score averaged over the method's seeds (samples all seeds scored)."""
-    from harness.rundir import RunDir
-
-    dirs = ([plan.root / "runs" / "base"] if seeds is None
-            else [plan.root / "runs" / method / f"seed-{s}" for s in seeds])
-    out: dict[str, dict[str, float]] = {}
-    for d in dirs:
-        aggs = json.loads((d / "aggregates.json").read_text(encoding="utf-8"))
-        for agg in aggs:
-            scores = {r["sample_id"]: float(r["scores"][agg["primary_metric"]]) for r in RunDir(d).iter(agg["task"])}
-            acc = out.setdefault(agg["task"], {})
-            for sid, v in scores.items():
-                acc[sid] = acc.get(sid, 0.0) + v / len(dirs)
-    return out
-
-
 def _paired_lines(plan: Plan, baseline: str, titles: dict[str, str]) -> list[str]:
-    """Each method minus the baseline per split, on seed-averaged per-sample scores, with the
-    bootstrap 95 % CI of the mean paired difference: a difference is registered when its CI
-    excludes 0 (the pre-registered test of docs/studies.md; the table's † is the sign-flip test)."""
+    """Each method minus the baseline per split, on seed-averaged per-sample scores (the
+    leaderboard's seed groups and pairing), with the bootstrap 95 % CI of the mean paired
+    difference: a difference is registered when its CI excludes 0 (the test docs/studies.md
+    fixes; the table's † is the sign-flip test)."""
     from harness.stats import bootstrap_mean_ci
+    from leaderboards.collect import collect
+    from leaderboards.seeds import group_seeds
+    from leaderboards.significance import RecordCache, paired_scores
 
-    ref = _seed_averaged(plan, baseline, plan.cfg.seeds)
-    tasks = list(ref)
-    lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for key in ["base"] + [m.key for m in plan.methods if m.key != baseline]:
-        try:
-            mine = _seed_averaged(plan, key, None if key == "base" else plan.cfg.seeds)
-        except (OSError, ValueError):
-            continue
+    keys = ["base"] + [m.key for m in plan.methods]
+    cache, notes = RecordCache(), []
+    rows = group_seeds([r for r in collect([plan.root / "runs"]).runs if r.method in keys], cache, notes)
+    by_method = {r.method: r for r in rows}
+    ref = by_method.get(baseline)
+    if ref is None:
+        return []
+    tasks = [(task, agg["primary_metric"]) for task, agg in ref.aggregates.items()]
+    lines = ["| method | " + " | ".join(t for t, _ in tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for key in [k for k in keys if k != baseline and k in by_method]:
         cells = []
-        for task in tasks:
-            ids = sorted(set(ref[task]) & set(mine.get(task, {})))
-            diff = [100 * (mine[task][i] - ref[task][i]) for i in ids]
-            if not diff:
+        for task, metric in tasks:
+            pair = paired_scores(by_method[key], ref, task, metric, cache)
+            if pair is None:
                 cells.append("n/a")
                 continue
+            diff = 100 * (pair[0] - pair[1])
             lo, hi = bootstrap_mean_ci(diff, n_boot=plan.cfg.bootstrap, seed=0)
             mark = " *" if lo > 0 or hi < 0 else ""
-            cells.append(f"{sum(diff) / len(diff):+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}")
+            cells.append(f"{float(diff.mean()):+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}")
         lines.append(f"| {titles.get(key, key)} | " + " | ".join(cells) + " |")
     lines += ["", f"Points, each method minus {titles[baseline]} on the same samples (scores averaged over seeds "
               "per sample), with the bootstrap 95 % CI of the mean paired difference; * = the CI excludes 0."]

@@ -69,6 +69,8 @@ def test_quick_studies_of_both_papers_share_a_directory_and_resume(tmp_path):
         assert "best id-val of" in " ".join(rows[method])
         assert re.search(r"seeds [\d.]+ / [\d.]+", " ".join(rows[method]))
     assert "## Train/test overlap" in md and "## Cost" in md
+    paired = md[md.index("## Differences from SFT (paired 95 % CIs)"):md.index("## Cost")]
+    assert re.search(r"\| GRPO \| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", paired), paired
     for seed in (0, 1):  # RS-SFT sampled from Curr-RL's final checkpoint of its own seed
         config = (root / "train" / "rs_sft" / f"seed-{seed}" / "samples" / "config.json").read_text()
         assert f"curr_rl/seed-{seed}/checkpoints/step-" in config
