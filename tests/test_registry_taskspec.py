@@ -124,8 +124,8 @@ def test_builtin_modules_are_imported_on_first_use(monkeypatch):
 
 def test_global_registries_hold_the_synthetic_suite():
     synth_tasks = [n for n in TASKS.names() if n.startswith("synth_")]
-    assert len(synth_tasks) == 14
-    assert {"synth_cls", "synth_ground", "synth_detect", "synth_count"} <= set(SUITES.names())
+    assert len(synth_tasks) == 17  # 14 of the four families, 3 of the study suite (1,500 per split)
+    assert {"synth_cls", "synth_ground", "synth_detect", "synth_count", "synth_cls_study"} <= set(SUITES.names())
     assert TASK_GROUPS.get("synth") == ("synth_cls", "synth_ground", "synth_detect", "synth_count")
     for suite_name in SUITES.names():
         suite = SUITES.get(suite_name)
