@@ -4,8 +4,8 @@ Runs each trainer for a few optimizer steps (its "tiny" preset: GRPO G 4 x 8 pro
 step, SFT 32 examples per step; LoRA r16) on a suite's train split, one torch thread, and
 reads the per-step wall clock from the run's ``train_log.jsonl``:
 
-    python bench/trainers.py                          # grpo, curr_rl and sft on synth_cls
-    python bench/trainers.py --trainers grpo --steps 40 --set grpo.num_generations=8
+    python bench/training.py                          # grpo, curr_rl and sft on synth_cls
+    python bench/training.py --trainers grpo --steps 40 --set grpo.num_generations=8
 
 Prints, per trainer: start-up (process work before the first step: model load, rows,
 TRL set-up), steady-state seconds per step (median of the steps after the first two),
