@@ -183,7 +183,6 @@ class PaperStudyConfig:
 class Job:
     method: Method
     seed: int
-    train_dir: Path
 
     @property
     def name(self) -> str:
@@ -388,7 +387,7 @@ def _run_named(plan: Plan, what: str, key: str | None = None, seed: int | None =
     if what == "profile":
         return str(_profile(plan))
     method = next(m for m in plan.methods if m.key == key)
-    return run_job(plan, Job(method, int(seed), Path(plan.configs[(key, seed)].output_dir)))
+    return run_job(plan, Job(method, int(seed)))
 
 
 def run_all(plan: Plan) -> dict[str, Any]:
@@ -467,7 +466,6 @@ def run_paper_study(cfg: PaperStudyConfig) -> str:
     plan = prepare(cfg)
     _check_study_file(plan)
     from harness.evaluator import resolve_model
-    from harness.registry import SUITES
 
     base = plan.root / "runs" / "base"
     _say(f"base: scoring {cfg.model} on {cfg.suite}")
@@ -475,12 +473,12 @@ def run_paper_study(cfg: PaperStudyConfig) -> str:
           {"label": "base", "method": "base", "seed": None, "checkpoint": 0, "selection": "base model",
            "model": Path(cfg.model.rstrip("/")).name})
     results = run_all(plan)
-    text = report(plan, results, SUITES.get(cfg.suite))
+    text = report(plan, results)
     _say(f"done in {time.perf_counter() - t0:.0f} s: {plan.root}")
     return text
 
 
-def report(plan: Plan, results: dict[str, Any], suite: Any) -> str:
+def report(plan: Plan, results: dict[str, Any]) -> str:
     """The paper-shaped tables and the report around them, written into the study directory."""
     from leaderboards.board import LeaderboardOptions
     from leaderboards.collect import collect
