@@ -163,10 +163,10 @@ def run_harness(model_dir: str, backend, args) -> tuple[float, float, float]:
     inside = [0.0]
     generate = backend.generate
 
-    def timed(prompts, params):
+    def timed(prompts, params, **kw):  # kw: prepared= (the pipelined path's inputs)
         t = time.perf_counter()
         try:
-            return generate(prompts, params)
+            return generate(prompts, params, **kw)
         finally:
             inside[0] += time.perf_counter() - t
 

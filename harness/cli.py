@@ -108,6 +108,19 @@ def _without_option(argv: list[str], option: str) -> list[str]:
     return out
 
 
+def parse_workers(value: str | int | None) -> int | None:
+    """--num_workers: 'auto' (None) or a count."""
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"--num_workers must be a number of processes or 'auto', got {value!r}") from None
+    if n < 0:
+        raise UsageError(f"--num_workers must be >= 0, got {n}")
+    return n
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from harness import distributed
     from harness.evaluator import EvalConfig, run_eval
@@ -128,7 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, n_boot=args.bootstrap,
         output_path=args.output_path, overwrite=args.overwrite, log_samples=args.log_samples,
         progress=not args.no_progress, data_root=args.data_root, data_args=parse_kv(args.data_args, "--data_args"),
-        math_judge=args.math_judge, num_samples=args.num_samples,
+        math_judge=args.math_judge, num_samples=args.num_samples, num_workers=parse_workers(args.num_workers),
     )
     result = run_eval(cfg)
     if not distributed.current().main:
@@ -399,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel eval in N processes on this machine (under torchrun; each loads the model, "
                         "with device=cuda each its own GPU); the run directory and aggregates are those of one "
                         "process. Several nodes: `torchrun --nnodes ... -m harness.cli eval ...` (docs/backends.md)")
+    e.add_argument("--num_workers", default="auto", metavar="N|auto",
+                   help="processes that prepare the next batch (images, chat template, processor) while one "
+                        "generates; scoring and writing then run beside generation too. 0: all serial. Records "
+                        "are the same either way (default auto: 1 when the machine has a second core)")
     e.add_argument("--output_path", default=None,
                    help="run directory (default: harness_runs/<model>-<config hash>); rerun to resume")
     e.add_argument("--seed", type=int, default=0, help="seed for sampling and bootstrap (default 0)")

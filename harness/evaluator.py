@@ -1,13 +1,16 @@
 """The eval loop: samples -> prompts -> backend -> parser/scorer -> records -> aggregates.
 
 Records are appended per batch (fsynced every few seconds), so a killed run loses at
-most the batch in flight; rerunning with the same output path skips what was
+most the batches in flight; rerunning with the same output path skips what was
 recorded. Batches restart at the same boundaries, so a resumed run computes exactly
-what an uninterrupted one would have.
+what an uninterrupted one would have. With ``num_workers`` > 0 the loop is pipelined
+(batch k+1 prepared in a worker process, batch k-1 scored and written in a thread while
+batch k generates; harness/pipeline.py) and the records are the same.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -20,6 +23,7 @@ from typing import Any
 from harness import data, distributed, math_judge, provenance
 from harness.backends.base import Backend, SamplingParams, check_backend_args
 from harness.errors import HarnessError, UsageError
+from harness.pipeline import OrderedSink, Prefetcher, plan_batches, resolve_num_workers
 from harness.protocol import get_profile
 from harness.registry import BACKENDS
 from harness.rundir import RunDir
@@ -51,6 +55,10 @@ class EvalConfig:
     # difficulty profiling must not see); limit and subsample apply to the rest.
     skip_first: int = 0
     n_boot: int = 1000
+    # Processes preparing batch k+1 (images, chat template, processor) while batch k
+    # generates; None: 1 where there is a second core (harness/pipeline.py). Records are
+    # the same for every value, so it is not part of the identity.
+    num_workers: int | None = None
     output_path: str | None = None
     overwrite: bool = False
     log_samples: bool = False
@@ -83,6 +91,7 @@ class EvalConfig:
         if self.num_samples > 1 and self.temperature <= 0:
             raise UsageError(f"--num_samples {self.num_samples} needs sampling: set --temperature > 0 (greedy "
                              f"decoding gives {self.num_samples} copies of one answer)")
+        check_number("--num_workers", self.num_workers, minimum=0, maximum=64, integer=True)
         check_number("skip_first", self.skip_first, minimum=0, integer=True, allow_none=False)
         check_number("--bootstrap", self.n_boot, minimum=0, maximum=1_000_000, integer=True, allow_none=False)
         if not isinstance(self.model_args, dict):
@@ -204,39 +213,49 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         mine = {name: sum(1 for pos in range(n) if world.owns(pos // cfg.batch_size)) for name, n in planned.items()}
         bar = tqdm(total=sum(mine.values()), initial=sum(min(len(d), mine[n]) for n, d in done.items()),
                    disable=not cfg.progress or not world.main, unit="sample", dynamic_ncols=True)
-        for _, task in tasks:
-            bar.set_description(task.full_name)
-            writer = run.writer(task.full_name, rank=world.rank if world.size > 1 else None)
-            base = SamplingParams(max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
-                                  temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.num_samples)
-            batch: list[tuple[int, Any]] = []
-            batch_block = [0]
+        task_list = [task for _, task in tasks]
+        params = {t.full_name: SamplingParams(max_new_tokens=cfg.max_new_tokens or t.max_new_tokens,
+                                              temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.num_samples)
+                  for t in task_list}
 
-            def flush() -> None:
-                if not batch:
-                    return
-                block = batch_block[0]
-                params = SamplingParams(**{**asdict(base), "seed": _batch_seed(cfg.seed, task.full_name, block)})
-                records = _generate_and_score(backend, task, batch, params, conv, profile)
-                writer.append(records)
-                bar.update(len(batch))
-                batch.clear()
+        def batches():
+            return plan_batches(task_list, chosen, done, world.owns, cfg.batch_size)
 
-            wanted = chosen[task.full_name]
-            # Batches are aligned to position // batch_size among the planned samples whatever
-            # was recorded before, so a resumed run groups (and seeds) samples exactly as a
-            # fresh one. (Without --subsample a sample's position is its index.)
-            for position, (index, sample) in enumerate(_planned_samples(task, wanted)):
-                if not world.owns(position // cfg.batch_size):
-                    continue
-                if batch and position // cfg.batch_size != batch_block[0]:
-                    flush()
-                if not batch:
-                    batch_block[0] = position // cfg.batch_size
-                if sample.id not in done[task.full_name]:
-                    batch.append((index, sample))
-            flush()
-            writer.sync()
+        def prompts_of(batch) -> list:
+            task = task_list[batch.task_pos]
+            return [task.prompt(s, conv) for _, s in batch.items]
+
+        def prepare(batch):  # runs in a worker process
+            return backend.prepare(prompts_of(batch), params[task_list[batch.task_pos].full_name])
+
+        workers = resolve_num_workers(cfg.num_workers)
+        # A backend without prepare() has no CPU part to move to another process
+        prefetch = (Prefetcher(batches, prepare, workers)
+                    if workers and type(backend).prepare is not Backend.prepare else None)
+        sink = OrderedSink(threaded=workers > 0)
+        writer, writer_task = None, None
+        try:
+            for k, batch in enumerate(batches()):
+                task = task_list[batch.task_pos]
+                prepared = prefetch.get(k, batch) if prefetch is not None else None
+                if writer_task != task.full_name:
+                    if writer is not None:  # the previous task is complete: make it durable
+                        sink.submit(writer.sync)
+                    writer = run.writer(task.full_name, rank=world.rank if world.size > 1 else None)
+                    writer_task = task.full_name
+                    bar.set_description(task.full_name)
+                p = params[task.full_name]
+                p = SamplingParams(**{**asdict(p), "seed": _batch_seed(cfg.seed, task.full_name, batch.block)})
+                prompts = prompts_of(batch)
+                outputs, failures, per = _timed_generate(backend, prompts, p, prepared)
+                sink.submit(functools.partial(_score_and_write, writer, bar, task, batch.items, prompts, outputs,
+                                              failures, per, conv, profile))
+            if writer is not None:
+                sink.submit(writer.sync)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+            sink.close()  # generated batches are written even when unwinding from an error
         bar.close()
         distributed.barrier(world)
         if not world.main:  # rank 0 merges the shards and aggregates
@@ -286,21 +305,16 @@ def planned_indices(task, limit: int | None, subsample: int | None, seed: int, s
     return list(range(start, min(n, start + limit) if limit else n))
 
 
-def _planned_samples(task, wanted: list[int]):
-    """(index, sample) for the wanted indices; the sample after the last one is never made."""
-    if not wanted:
-        return
-    want = set(wanted)
-    for index, sample in enumerate(islice(task.samples(), wanted[-1] + 1)):
-        if index in want:
-            yield index, sample
-
-
-def _generate(backend: Backend, prompts: list, params: SamplingParams) -> tuple[list, list[str | None]]:
+def _generate(backend: Backend, prompts: list, params: SamplingParams,
+              prepared: Any = None) -> tuple[list, list[str | None]]:
     """Outputs and failure reasons, one per prompt. A failed batch (a corrupt image, an
-    engine error) is retried prompt by prompt, so one bad input is one failed record."""
+    engine error) is retried prompt by prompt, so one bad input is one failed record.
+    ``prepared``: the batch's inputs from ``backend.prepare`` (a worker made them)."""
     try:
-        outputs = backend.generate(prompts, params)
+        if prepared is not None:
+            outputs = backend.generate(prompts, params, prepared=prepared)
+        else:
+            outputs = backend.generate(prompts, params)
         if len(outputs) != len(prompts):  # zip() downstream would silently drop samples
             raise RuntimeError(f"backend returned {len(outputs)} results for {len(prompts)} prompts")
         return outputs, [None] * len(prompts)
@@ -315,11 +329,25 @@ def _generate(backend: Backend, prompts: list, params: SamplingParams) -> tuple[
         return outputs, failures
 
 
-def _generate_and_score(backend, task, batch, params, conv, profile) -> list[dict[str, Any]]:
-    prompts = [task.prompt(s, conv) for _, s in batch]
+def _timed_generate(backend, prompts, params, prepared=None) -> tuple[list, list[str | None], float]:
     t0 = time.perf_counter()
-    outputs, failures = _generate(backend, prompts, params)
-    per = (time.perf_counter() - t0) / len(batch)
+    outputs, failures = _generate(backend, prompts, params, prepared)
+    return outputs, failures, (time.perf_counter() - t0) / len(prompts)
+
+
+def _score_and_write(writer, bar, task, items, prompts, outputs, failures, per, conv, profile) -> None:
+    writer.append(_score(task, items, prompts, outputs, failures, per, conv, profile))
+    bar.update(len(items))
+
+
+def _score(task, items, prompts, outputs, failures, per, conv, profile) -> list[dict[str, Any]]:
     # Scoring errors are bugs, not bad inputs: they are not caught here.
     return [score_output(task, s, i, outs, conv, profile, p.text, per, failure=fail)
-            for (i, s), p, outs, fail in zip(batch, prompts, outputs, failures)]
+            for (i, s), p, outs, fail in zip(items, prompts, outputs, failures)]
+
+
+def _generate_and_score(backend, task, batch, params, conv, profile) -> list[dict[str, Any]]:
+    """One batch the serial way: what the pipelined loop computes, in one call."""
+    prompts = [task.prompt(s, conv) for _, s in batch]
+    outputs, failures, per = _timed_generate(backend, prompts, params)
+    return _score(task, batch, prompts, outputs, failures, per, conv, profile)

@@ -47,9 +47,11 @@ def test_cli_eval_prints_table_and_writes_run(tiny_model_dir, tmp_path, capsys):
         assert {"prompt", "output", "parsed", "scores", "failure", "target"} <= rec.keys()
 
 
-def test_sigkill_then_rerun_matches_uninterrupted_run(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("workers", ["1"])  # pipelined (a preparing worker, a scoring thread); serial: test_pipeline
+def test_sigkill_then_rerun_matches_uninterrupted_run(tiny_model_dir, tmp_path, workers):
     tasks = "synth_count_id,synth_detect_base"
-    common = ["--model", "tiny", "--tasks", tasks, "--limit", "120", "--batch_size", "4", "--no_progress"]
+    common = ["--model", "tiny", "--tasks", tasks, "--limit", "120", "--batch_size", "4", "--no_progress",
+              "--num_workers", workers]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     full = tmp_path / "full"

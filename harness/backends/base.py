@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 from harness.conventions import ModelConventions
 from harness.prompt import Prompt
@@ -40,7 +41,17 @@ class Backend(ABC):
 
     @abstractmethod
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[str]]:
-        """``params.n`` completions for each prompt, in prompt order."""
+        """``params.n`` completions for each prompt, in prompt order.
+
+        A backend that overrides :meth:`prepare` also accepts ``prepared=`` (what
+        ``prepare`` returned for these prompts) and then skips that work."""
+
+    def prepare(self, prompts: list[Prompt], params: SamplingParams) -> Any:
+        """Optional: the CPU-side part of ``generate`` (decode images, apply the chat
+        template, run the processor) as a picklable value. The evaluator calls it in a
+        forked worker process for the next batch while this one generates, so it must not
+        touch the model or any device. Not overridden: nothing is prepared off-process."""
+        return None
 
     @abstractmethod
     def fingerprint(self) -> str:

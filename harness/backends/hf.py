@@ -347,22 +347,37 @@ class HFBackend(Backend):
             )
         return kw
 
-    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[list[str]]:
+    def _chunk(self, params: SamplingParams) -> tuple[int, int | None]:
+        """(completions per prompt in one call, prompts per forward pass: None = all)."""
+        per_call = 1 if params.greedy else params.n  # greedy decoding is deterministic: n copies of one
+        return per_call, None if self.batch_size is None else max(1, self.batch_size // per_call)
+
+    def _inputs(self, prompts: list[Prompt]) -> dict[str, Any]:
+        texts = [self.render(p) for p in prompts]
+        images = [ref.load() for p in prompts for ref in p.images]
+        return dict(self.processor(text=texts, images=images or None, padding=True, return_tensors="pt"))
+
+    def prepare(self, prompts: list[Prompt], params: SamplingParams) -> list[dict[str, Any]]:
+        """The processor's tensors per forward pass (see Backend.prepare): images decoded,
+        chat template applied, padded, on the CPU."""
+        _, chunk = self._chunk(params)
+        chunk = chunk or len(prompts)
+        return [self._inputs(prompts[s : s + chunk]) for s in range(0, len(prompts), chunk)]
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams,
+                 prepared: list[dict[str, Any]] | None = None) -> list[list[str]]:
         torch = self._torch
         if params.n < 1:
             raise ValueError("SamplingParams.n must be >= 1")
         torch.manual_seed(params.seed)
         kwargs = self._generation_kwargs(params)
-        # Greedy decoding is deterministic: n copies of one completion.
-        per_call = 1 if params.greedy else params.n
-        chunk = len(prompts) if self.batch_size is None else max(1, self.batch_size // per_call)
+        per_call, chunk = self._chunk(params)
+        chunk = chunk or len(prompts)
         results: list[list[str]] = []
-        for start in range(0, len(prompts), chunk):
+        for j, start in enumerate(range(0, len(prompts), chunk)):
             batch = prompts[start : start + chunk]
-            texts = [self.render(p) for p in batch]
-            images = [ref.load() for p in batch for ref in p.images]
-            inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
-            inputs = inputs.to(self.device)
+            inputs = prepared[j] if prepared is not None else self._inputs(batch)
+            inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
             with torch.inference_mode():
                 # A blank GenerationConfig is where generate() starts without one, so the
                 # effective config is the same; passing it skips generate()'s check for

@@ -129,7 +129,8 @@ def export_tasks(out_dir: str | Path, specs: list[str], *, conventions: ModelCon
                  overwrite: bool = False) -> list[ExportedTaskInfo]:
     """Write ``specs`` (task, suite or group names, with ``:mc``/``:yesno``) as lmms-eval tasks."""
     from harness import data
-    from harness.evaluator import _planned_samples, planned_indices
+    from harness.evaluator import planned_indices
+    from harness.pipeline import planned_samples as _planned_samples
     from harness.protocol import get_profile
     from harness.registry import SUITES, TASK_GROUPS
     from harness.task import Task
