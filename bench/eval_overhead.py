@@ -10,10 +10,15 @@ building, parsing, scoring, fsynced records, aggregation with bootstrap CIs).
     python bench/eval_overhead.py --model_config large    # generation dominates
     python bench/eval_overhead.py --model_config both --profile 30
 
+The harness path runs with its defaults: the pipelined loop (``--num_workers`` auto: one
+worker preparing the next batch where a second core exists, scoring in a thread); the bare
+loop is serial. A final pair of runs checks that the default run's records equal the
+serial loop's (``--num_workers 0``).
+
 Prints per-path seconds, samples/s and the harness/bare time ratio (median of
 repeats; the paths alternate which goes first) for each model configuration, plus
-the ratio of CPU times (less sensitive to other processes on the machine) and the
-model's load time:
+the ratio of this process's CPU times (less sensitive to other processes on the machine;
+the preparing worker's CPU time is not in it) and the model's load time:
 
 - ``tiny``: the embedded pretrained tiny model; it answers in a few tokens, so the
   per-sample work outside ``generate`` weighs the most here;
@@ -126,6 +131,12 @@ def measure(name: str, model_dir: str, args) -> float:
                 harness.append(run_harness(model_dir, backend, args))
         print(f"{name} repeat {r + 1}: bare {bare[-1][0]:.2f} s, harness {harness[-1][0]:.2f} s", file=sys.stderr)
 
+    with tempfile.TemporaryDirectory() as tmp:  # the default (pipelined) run's records vs the serial loop's
+        run_harness(model_dir, backend, args, keep=f"{tmp}/default")
+        run_harness(model_dir, backend, args, num_workers=0, keep=f"{tmp}/serial")
+        same = records_of(f"{tmp}/default") == records_of(f"{tmp}/serial")
+    from harness.pipeline import resolve_num_workers
+
     b, h = statistics.median(w for w, _ in bare), statistics.median(w for w, _, _ in harness)
     bc, hc = statistics.median(c for _, c in bare), statistics.median(c for _, c, _ in harness)
     # The harness's own time: its wall time outside backend.generate, per run. Unlike
@@ -137,9 +148,11 @@ def measure(name: str, model_dir: str, args) -> float:
     print(f"samples per path:         {n} ({args.tasks}, limit {args.limit}, batch {args.batch_size})")
     print(f"bare generate loop:       {b:.2f} s  {n / b:.1f} samples/s  (CPU {bc:.2f} s)"
           + ("  (naive generate call)" if args.naive_bare else ""))
-    print(f"harness eval:             {h:.2f} s  {n / h:.1f} samples/s  (CPU {hc:.2f} s)")
+    print(f"harness eval:             {h:.2f} s  {n / h:.1f} samples/s  (CPU {hc:.2f} s; "
+          f"--num_workers auto = {resolve_num_workers(None)})")
     print(f"harness / bare time:      {h / b:.3f}  (overhead {100 * (h / b - 1):+.1f} %; CPU time {hc / bc:.3f})")
     print(f"harness outside generate: {own:.2f} s  ({100 * own / b:.1f} % of the bare loop)")
+    print(f"records = serial loop's:  {'yes' if same else 'NO'} (timings aside)")
     print(f"model load:               {load_s:.2f} s")
     if pre:
         print(f"tiny model pretraining:   {pre.get('seconds')} s for {pre.get('steps')} steps "
@@ -156,8 +169,10 @@ def measure(name: str, model_dir: str, args) -> float:
     return h / b
 
 
-def run_harness(model_dir: str, backend, args) -> tuple[float, float, float]:
-    """(wall s, CPU s, wall s inside backend.generate) of one harness run."""
+def run_harness(model_dir: str, backend, args, num_workers: int | None = None,
+                keep: str | None = None) -> tuple[float, float, float]:
+    """(wall s, CPU s, wall s inside backend.generate) of one harness run (default
+    settings: ``num_workers`` None is auto); ``keep``: the run directory to write."""
     from harness.evaluator import EvalConfig, run_eval
 
     inside = [0.0]
@@ -172,14 +187,22 @@ def run_harness(model_dir: str, backend, args) -> tuple[float, float, float]:
 
     backend.generate = timed
     try:
-        with tempfile.TemporaryDirectory() as out:
+        with tempfile.TemporaryDirectory() as tmp:
             cfg = EvalConfig(model=model_dir, tasks=[args.tasks], limit=args.limit, batch_size=args.batch_size,
-                             output_path=out, progress=False)
+                             output_path=keep or tmp, progress=False, num_workers=num_workers, overwrite=True)
             t0, c0 = time.perf_counter(), time.process_time()
             run_eval(cfg, backend=backend)
             return time.perf_counter() - t0, time.process_time() - c0, inside[0]
     finally:
         del backend.generate
+
+
+def records_of(run_dir: str) -> dict[str, list[dict]]:
+    import json
+    from pathlib import Path
+
+    return {f.name: [{k: v for k, v in json.loads(x).items() if k != "latency_s"} for x in f.read_text().splitlines()]
+            for f in sorted(Path(run_dir, "records").glob("*.jsonl"))}
 
 
 def main() -> int:

@@ -16,8 +16,12 @@ medians are reported with the lmms-eval / harness wall-time ratio, each path's s
 and how many outputs agree with harness's (lmms-eval's qwen2_vl adds a system message
 and re-encodes every image as JPEG, so some outputs differ).
 
-    python bench/lmms_compare.py                         # synth_cls_id, 300 samples, 3 repeats
-    python bench/lmms_compare.py --tasks synth_ground_id --limit 100 --repeats 1 --bridge
+    python bench/lmms_compare.py                  # synth_cls_id_1500 at 300 and 1,500 samples, 3 repeats
+    python bench/lmms_compare.py --tasks synth_ground_id --limits 100 --repeats 1 --bridge
+
+harness runs with its defaults (the pipelined loop: one preparing worker where a second core
+exists, ``--num_workers``); lmms-eval with its own. ``--harness_args`` adds options to the
+harness command only (e.g. ``--num_workers 0`` for the serial loop).
 
 Needs the ``lmms`` extra in the running interpreter's environment (docs/lmms.md).
 """
@@ -47,19 +51,33 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tasks", default="synth_cls_id", help="one harness task (default synth_cls_id)")
-    ap.add_argument("--limit", type=int, default=300, help="samples (default 300)")
+    ap.add_argument("--tasks", default="synth_cls_id_1500", help="one harness task (default synth_cls_id_1500)")
+    ap.add_argument("--limits", default="300,1500", help="sample counts, each measured in this run (default 300,1500)")
+    ap.add_argument("--harness_args", default="", help="extra options for the harness command, space-separated")
     ap.add_argument("--batch_size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bridge", action="store_true", help="also time harness eval --tasks lmms:<exported task>")
     ap.add_argument("--keep", default=None, help="work directory to keep (default: a temporary one)")
     args = ap.parse_args()
 
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    work = Path(args.keep or tempfile.mkdtemp(prefix="lmms_compare_"))
+    work.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for limit in [int(x) for x in args.limits.split(",") if x.strip()]:
+        args.limit = limit
+        summary.append((limit, compare(args, env, work / f"n{limit}")))
+    print()
+    for limit, ratio in summary:
+        print(f"lmms-eval / harness at {limit} samples: {ratio:.2f}")
+    print(f"work directory: {work}")
+
+
+def compare(args, env: dict[str, str], work: Path) -> float:
+    """One sample count: the medians table; returns the lmms-eval / harness wall-time ratio."""
     from harness.lmms.export import export_tasks
     from harness.models.embedded import resolve_embedded
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    work = Path(args.keep or tempfile.mkdtemp(prefix="lmms_compare_"))
     work.mkdir(parents=True, exist_ok=True)
     export = work / "tasks"
     info = export_tasks(export, [args.tasks], limit=args.limit, overwrite=True)
@@ -72,7 +90,7 @@ def main() -> None:
     commands = {
         "harness": lambda k: [py, "-m", "harness.cli", "eval", "--model", "tiny", "--tasks", info.harness_task,
                               "--limit", str(args.limit), "--no_progress", "--overwrite",
-                              "--output_path", str(work / f"ours{k}"), *common],
+                              "--output_path", str(work / f"ours{k}"), *common, *args.harness_args.split()],
         "lmms-eval": lambda k: [py, "-m", "lmms_eval", "--model", "qwen2_vl", "--model_args",
                                 f"pretrained={model_dir},device=cpu,device_map=cpu", "--include_path", str(export),
                                 "--tasks", info.lmms_name, "--output_path", str(work / f"lmms{k}"), "--log_samples",
@@ -122,7 +140,7 @@ def main() -> None:
         print(f"{name:<10} {med[name]:8.2f} {med[name] / med['harness']:10.2f} {100 * value:8.1f} {n:5d} "
               f"{same:>10d} ({100 * same / max(1, n):.0f} %)")
     print(f"\nratio lmms-eval / harness: {med['lmms-eval'] / med['harness']:.2f} (walls {walls})")
-    print(f"work directory: {work}")
+    return med["lmms-eval"] / med["harness"]
 
 
 if __name__ == "__main__":

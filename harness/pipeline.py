@@ -103,11 +103,14 @@ def resolve_num_workers(num_workers: int | None) -> int:
     """``None`` (auto): one preparing worker where a second core exists, as generation
     keeps one core busy and preparation is a fraction of it. Workers are forked (tasks
     hold closures that do not pickle), so platforms without fork run serially."""
+    import multiprocessing
+
+    daemon = multiprocessing.current_process().daemon  # a daemonic process may not start children
     if num_workers is None:
-        return 1 if cpu_count() >= 2 and can_fork() else 0
-    if num_workers > 0 and not can_fork():
-        raise UsageError(f"--num_workers {num_workers} needs the fork start method, which this platform lacks; "
-                         "use --num_workers 0")
+        return 1 if cpu_count() >= 2 and can_fork() and not daemon else 0
+    if num_workers > 0 and (daemon or not can_fork()):
+        why = "runs in a daemonic process" if daemon else "needs the fork start method, which this platform lacks"
+        raise UsageError(f"--num_workers {num_workers}: this eval {why}; use --num_workers 0")
     return num_workers
 
 
