@@ -32,6 +32,13 @@ Paper presets (keys they state; everything else keeps the tiny defaults):
   compliance.
 - ``trl``: TRL 1.16's GRPOConfig defaults: lr 1e-6, G 8, T 1.0, beta 0.0 (older TRL
   versions defaulted to 0.04, the value DC-SFT uses), epsilon 0.2.
+
+``dedup_images`` (default on): TRL repeats each prompt, its images included, G times
+in a batch; with it, the vision tower encodes each distinct image once per forward (in
+the generation prefill and in the training forward/backward) and the copies share that
+encoding (trainers/vision_dedup.py: the same logits and gradients up to float rounding).
+Qwen2-VL and Qwen2.5-VL only; another family is trained as before, with a note. It is a
+speed switch, not part of a run's identity: a run resumes with either setting.
 """
 
 from __future__ import annotations
@@ -81,6 +88,13 @@ class GRPOTrainerConfig(TrainerConfig):
     #: "server" (a `trl vllm-serve` at vllm_server_base_url); null: TRL generates with transformers
     use_vllm: str | None = None
     vllm_server_base_url: str | None = None
+    #: encode each distinct image once per forward, not once per copy of the prompt (the same
+    #: math, fewer vision-tower passes; Qwen2-VL/Qwen2.5-VL: trainers/vision_dedup.py)
+    dedup_images: bool = True
+
+    def identity(self) -> dict[str, Any]:
+        # how fast, not what is computed (like threads): runs resume across the setting
+        return {k: v for k, v in super().identity().items() if k != "dedup_images"}
 
     def validate(self) -> None:
         check_common(self)
@@ -153,5 +167,25 @@ class GRPOTrainer(TRLTrainer):
                if c.use_vllm else {}),
         )
         rewards = [TaskReward(ctx.rows, ctx.conv, get_profile(c.profile), ctx.meter), format_reward]
-        return TRLGRPOTrainer(model=model, args=trl_args, train_dataset=dataset, processing_class=ctx.processor,
-                              reward_funcs=rewards, peft_config=lora_config(c))
+        trainer = TRLGRPOTrainer(model=model, args=trl_args, train_dataset=dataset, processing_class=ctx.processor,
+                                 reward_funcs=rewards, peft_config=lora_config(c))
+        if c.dedup_images:
+            dedup_images(trainer)
+        return trainer
+
+
+def dedup_images(trainer: Any) -> None:
+    """Each distinct image encoded once per forward in the trainer's (PEFT-wrapped) model,
+    which generation and training share, and in a separate reference model if any."""
+    import sys
+
+    from trainers import vision_dedup
+
+    for net in (trainer.model, getattr(trainer, "ref_model", None)):
+        if net is None:
+            continue
+        if vision_dedup.supported(net):
+            vision_dedup.enable(net)
+        else:
+            print(f"[grpo] dedup_images: {type(net).__name__} is not Qwen2-VL/Qwen2.5-VL; images are encoded "
+                  "once per copy", file=sys.stderr)
