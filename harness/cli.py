@@ -589,5 +589,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if ours else 3
 
 
+def console() -> None:
+    """The ``harness`` command: :func:`main`, then exit. Before exiting, every object is
+    moved out of the garbage collector's reach (``gc.freeze``): with torch and
+    transformers loaded, the interpreter's final collection took about 1.6 s of a 2 s
+    shutdown here, to free memory the OS frees anyway. atexit handlers and module
+    finalisation still run; files were closed and synced by the commands themselves."""
+    import gc
+
+    code = main()
+    sys.stdout.flush()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

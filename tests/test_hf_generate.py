@@ -56,3 +56,23 @@ def test_outputs_are_those_of_plain_generate(backend, params):
     per = 1 if params.greedy else params.n
     expected = [decoded[i * per:(i + 1) * per] * (params.n if per == 1 else 1) for i in range(len(prompts))]
     assert got == expected
+
+
+def test_close_frees_the_weights_without_a_full_collection(tiny_model_dir):
+    import gc
+    import weakref
+
+    from harness.backends.hf import HFBackend
+
+    b = HFBackend(model=tiny_model_dir)
+    task = make_task("synth_cls_id")
+    b.generate([task.prompt(s, b.conventions) for _, s in zip(range(2), task.samples())],
+               SamplingParams(max_new_tokens=3))
+    weights = weakref.ref(b.model.get_input_embeddings().weight)
+    gc.disable()
+    try:
+        b.close()
+        assert weights() is None and b.model is None
+    finally:
+        gc.enable()
+    b.close()  # twice is harmless
