@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import Backend, SamplingParams
+from harness.compat.lean_imports import skip_sklearn_in_transformers
 from harness.compat.torchvision_cpu import ensure_torchvision
 from harness.conventions import BOX_SPACES, ModelConventions, conventions_for
 from harness.errors import UsageError
@@ -222,6 +223,7 @@ class HFBackend(Backend):
                         batch_size=batch_size, **unknown)
 
         ensure_torchvision()  # before transformers: its image utils import torchvision
+        skip_sklearn_in_transformers()  # 2.4 s of start-up where scikit-learn is installed
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
