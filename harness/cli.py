@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num_workers", default="auto", metavar="N|auto",
                    help="processes that prepare the next batch (images, chat template, processor) while one "
                         "generates; scoring and writing then run beside generation too. 0: all serial. Records "
-                        "are the same either way (default auto: 1 when the machine has a second core)")
+                        "are the same either way (default auto: 1 when the machine has a second core, 2 with a GPU)")
     e.add_argument("--output_path", default=None,
                    help="run directory (default: harness_runs/<model>-<config hash>); rerun to resume")
     e.add_argument("--seed", type=int, default=0, help="seed for sampling and bootstrap (default 0)")

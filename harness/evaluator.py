@@ -56,7 +56,7 @@ class EvalConfig:
     skip_first: int = 0
     n_boot: int = 1000
     # Processes preparing batch k+1 (images, chat template, processor) while batch k
-    # generates; None: 1 where there is a second core (harness/pipeline.py). Records are
+    # generates; None: 1 where there is a second core, 2 with a GPU (harness/pipeline.py). Records are
     # the same for every value, so it is not part of the identity.
     num_workers: int | None = None
     output_path: str | None = None
@@ -228,7 +228,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
         def prepare(batch):  # runs in a worker process
             return backend.prepare(prompts_of(batch), params[task_list[batch.task_pos].full_name])
 
-        workers = resolve_num_workers(cfg.num_workers)
+        workers = resolve_num_workers(cfg.num_workers, accelerator=str(getattr(backend, "device", "cpu")) != "cpu")
         # A backend without prepare() has no CPU part to move to another process
         prefetch = (Prefetcher(batches, prepare, workers)
                     if workers and type(backend).prepare is not Backend.prepare else None)
