@@ -128,10 +128,22 @@ class _RowTransform:
     def __init__(self, rows: TrainRows, make: Callable[[Row], dict[str, Any]]) -> None:
         self.rows = rows
         self.make = make
+        #: the rows the last call built or reused, by row number
+        self._last: dict[int, dict[str, Any]] = {}
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        built = [self.make(self.rows[i]) for i in batch["row"]]
-        return {k: [b[k] for b in built] for k in built[0]}
+        # GRPO asks for each row G times in one call (TRL's RepeatSampler; the DataLoader
+        # fetches a batch with one call), and again in the next call when num_iterations > 1:
+        # a row is built (its images decoded or rendered) once and its copies share the
+        # objects. Downstream only reads them (TRL builds new messages around the images).
+        # Keeping the last call's rows only bounds the cache by what the trainer holds anyway.
+        built: dict[int, dict[str, Any]] = {}
+        for i in batch["row"]:
+            if i not in built:
+                built[i] = self._last[i] if i in self._last else self.make(self.rows[i])
+        self._last = built
+        items = [built[i] for i in batch["row"]]
+        return {k: [b[k] for b in items] for k in items[0]}
 
     def __reduce__(self):
         import hashlib
