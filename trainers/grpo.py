@@ -36,9 +36,12 @@ Paper presets (keys they state; everything else keeps the tiny defaults):
 ``dedup_images`` (default on): TRL repeats each prompt, its images included, G times
 in a batch; with it, the vision tower encodes each distinct image once per forward (in
 the generation prefill and in the training forward/backward) and the copies share that
-encoding (trainers/vision_dedup.py: the same logits and gradients up to float rounding).
-Qwen2-VL and Qwen2.5-VL only; another family is trained as before, with a note. It is a
-speed switch, not part of a run's identity: a run resumes with either setting.
+encoding (trainers/vision_dedup.py: the same logits and gradients up to float rounding),
+and the processor preprocesses each distinct image once per call
+(trainers/processor_dedup.py: the same tensors exactly). Qwen2-VL and Qwen2.5-VL only;
+another family is trained as before, with a note. It is a speed switch, not part of a
+run's identity: a run resumes with either setting. (Each row is built, its images
+decoded, once per batch whatever the setting: trainers/rows.py.)
 """
 
 from __future__ import annotations
@@ -88,8 +91,9 @@ class GRPOTrainerConfig(TrainerConfig):
     #: "server" (a `trl vllm-serve` at vllm_server_base_url); null: TRL generates with transformers
     use_vllm: str | None = None
     vllm_server_base_url: str | None = None
-    #: encode each distinct image once per forward, not once per copy of the prompt (the same
-    #: math, fewer vision-tower passes; Qwen2-VL/Qwen2.5-VL: trainers/vision_dedup.py)
+    #: encode each distinct image once per forward and preprocess it once per processor call, not
+    #: once per copy of the prompt (the same math, less work; Qwen2-VL/Qwen2.5-VL:
+    #: trainers/vision_dedup.py, trainers/processor_dedup.py)
     dedup_images: bool = True
 
     def identity(self) -> dict[str, Any]:
@@ -176,10 +180,11 @@ class GRPOTrainer(TRLTrainer):
 
 def dedup_images(trainer: Any) -> None:
     """Each distinct image encoded once per forward in the trainer's (PEFT-wrapped) model,
-    which generation and training share, and in a separate reference model if any."""
+    which generation and training share, and in a separate reference model if any; and
+    preprocessed once per call by the processor TRL tokenizes the prompts with."""
     import sys
 
-    from trainers import vision_dedup
+    from trainers import processor_dedup, vision_dedup
 
     for net in (trainer.model, getattr(trainer, "ref_model", None)):
         if net is None:
@@ -189,3 +194,9 @@ def dedup_images(trainer: Any) -> None:
         else:
             print(f"[grpo] dedup_images: {type(net).__name__} is not Qwen2-VL/Qwen2.5-VL; images are encoded "
                   "once per copy", file=sys.stderr)
+    processor = trainer.processing_class
+    if processor_dedup.supported(processor):
+        processor_dedup.enable(processor)
+    else:
+        print(f"[grpo] dedup_images: {type(processor).__name__} is not a Qwen2-VL/Qwen2.5-VL processor; images "
+              "are preprocessed once per copy", file=sys.stderr)
