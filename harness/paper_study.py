@@ -370,13 +370,9 @@ def _profile(plan: Plan) -> Path:
 
 def _worker_init() -> None:
     """Workers die with the study process (Linux), so a rerun never races an orphan."""
-    try:
-        import ctypes
-        import signal
+    from harness.children import die_with_parent
 
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with_parent()
     os.environ["OMP_NUM_THREADS"] = "1"
 
 

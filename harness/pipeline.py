@@ -27,6 +27,7 @@ inputs and order. ``num_workers=0`` is the serial path itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -150,6 +151,14 @@ class _Array:  # a tensor in transit (a plain numpy array in a payload stays one
     array: Any
 
 
+def _worker_init(parent_pid: int, worker_id: int) -> None:
+    # torch's own check (the worker polls its parent) stops the loop, but an orphan then
+    # blocked at exit for good, flushing a prepared batch into a pipe nobody reads
+    from harness.children import die_with_parent
+
+    die_with_parent(parent_pid)
+
+
 def _first(x):  # DataLoader collate: the prepared batch as it is (module level: picklable)
     return x
 
@@ -187,7 +196,8 @@ class Prefetcher:
         stream = type("PrepareStream", (_PrepareStream, tud.IterableDataset), {})(batches, prepare)
         self._loader = tud.DataLoader(stream, batch_size=None, collate_fn=_first, num_workers=num_workers,
                                       prefetch_factor=prefetch, multiprocessing_context="fork",
-                                      persistent_workers=False)
+                                      persistent_workers=False,
+                                      worker_init_fn=functools.partial(_worker_init, os.getpid()))
         # Forks the workers now: they start preparing batch 0. DataLoader also installs a
         # SIGCHLD handler that raises in the main thread wherever it is when a worker dies
         # (inside generate(), that would turn into a batch of failure records); put the old

@@ -20,6 +20,23 @@ from harness.rescoring import score_predictions
 pytestmark = pytest.mark.slow
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains ``text`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read().decode(errors="replace")
+                with open(f"/proc/{entry}/stat") as f:
+                    zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                continue
+            if text in cmd and not zombie:
+                found.append(int(entry))
+    return found
+
+
 def _harness(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness.cli", *args]
 
@@ -69,6 +86,11 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(tiny_model_dir, tmp_path, 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "aggregates.json").exists(), "the run finished before it could be killed"
+    # its batch-preparing worker dies with it (an orphan once hung at exit for good)
+    deadline = time.time() + 15
+    while _processes_mentioning(str(killed)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _processes_mentioning(str(killed))
     recorded = len(first.read_text().splitlines())
     assert 12 <= recorded < 240
 
