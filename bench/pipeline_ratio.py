@@ -11,7 +11,6 @@ ratios and whether each pipelined run's records equal the serial run's (timings 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,10 +20,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-
-def records_of(run_dir: str) -> dict[str, list[dict]]:
-    return {f.name: [{k: v for k, v in json.loads(x).items() if k != "latency_s"} for x in f.read_text().splitlines()]
-            for f in sorted(Path(run_dir, "records").glob("*.jsonl"))}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_overhead import records_of  # noqa: E402  (one definition of "same records, timings aside")
 
 
 def main() -> int:
