@@ -206,7 +206,6 @@ class Prefetcher:
         self._it = iter(self._loader)
         if previous is not None:
             signal.signal(signal.SIGCHLD, previous)
-        self.failed_batches = 0
 
     def get(self, k: int, batch: Batch) -> Any | None:
         """Batch k's prepared inputs, or None: the serial path does it (the worker could not,
@@ -226,9 +225,7 @@ class Prefetcher:
             self.close()
             raise HarnessError(f"prepared batch {got_k} does not match batch {k} of this process: the batch plan "
                                "differs between processes (a task whose samples() is not deterministic?)")
-        if error is not None:
-            self.failed_batches += 1
-        return _from_numpy(payload)
+        return None if error is not None else _from_numpy(payload)
 
     def close(self) -> None:
         if self._it is not None:
