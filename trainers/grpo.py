@@ -61,6 +61,8 @@ from trainers.trl_run import RunContext, TRLTrainer, check_common, lora_config
 FORMAT_TOKENS = 24
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 SCALE_REWARDS = ("group", "batch", "none")
+#: config keys that change how fast a step runs, not what it computes
+SPEED_SWITCHES = ("dedup_images", "share_prompts")
 
 
 @dataclass
@@ -95,10 +97,13 @@ class GRPOTrainerConfig(TrainerConfig):
     #: once per copy of the prompt (the same math, less work; Qwen2-VL/Qwen2.5-VL:
     #: trainers/vision_dedup.py, trainers/processor_dedup.py)
     dedup_images: bool = True
+    #: run each distinct prompt through the model once per training forward, its G completions on
+    #: a shared cache (the same math, less work; Qwen2-VL/Qwen2.5-VL: trainers/shared_prefix.py)
+    share_prompts: bool = True
 
     def identity(self) -> dict[str, Any]:
-        # how fast, not what is computed (like threads): runs resume across the setting
-        return {k: v for k, v in super().identity().items() if k != "dedup_images"}
+        # how fast, not what is computed (like threads): runs resume across the settings
+        return {k: v for k, v in super().identity().items() if k not in SPEED_SWITCHES}
 
     def validate(self) -> None:
         check_common(self)
@@ -175,7 +180,22 @@ class GRPOTrainer(TRLTrainer):
                                  reward_funcs=rewards, peft_config=lora_config(c))
         if c.dedup_images:
             dedup_images(trainer)
+        if c.share_prompts:
+            share_prompts(trainer)
         return trainer
+
+
+def share_prompts(trainer: Any) -> None:
+    """Each distinct prompt of a training forward run once, its completions on a shared cache."""
+    import sys
+
+    from trainers import shared_prefix
+
+    if shared_prefix.supported(trainer.model):
+        shared_prefix.enable(trainer)
+    else:
+        print(f"[grpo] share_prompts: {type(trainer.model).__name__} is not Qwen2-VL/Qwen2.5-VL; each prompt is run "
+              "once per completion", file=sys.stderr)
 
 
 def dedup_images(trainer: Any) -> None:
