@@ -7,6 +7,12 @@ reads the per-step wall clock from the run's ``train_log.jsonl``:
     python bench/training.py                          # grpo, curr_rl and sft on synth_cls
     python bench/training.py --trainers grpo --steps 40 --set grpo.num_generations=8
 
+With ``--versus_trl N`` each GRPO-family trainer runs N times with its speed switches
+(``dedup_images``, ``share_prompts``) off, which is TRL's own path, alternating with N runs
+with them on, and the ratio of the medians is printed (one run of the script, one machine):
+
+    python bench/training.py --trainers grpo --steps 20 --versus_trl 3
+
 Prints, per trainer: start-up (process work before the first step: model load, rows,
 TRL set-up), steady-state seconds per step (median of the steps after the first two),
 prompts/s (GRPO, Curr-RL: prompts, each sampled G times) or examples/s (SFT), and the
@@ -60,19 +66,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", default="synth_cls")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per trainer (default 30)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="trainer option override")
+    parser.add_argument("--versus_trl", type=int, default=0, metavar="N",
+                        help="GRPO family: N alternating runs with the speed switches off (TRL's path) and on; "
+                             "prints the ratio of the medians")
     args = parser.parse_args(argv)
+    if args.versus_trl < 0:
+        parser.error("--versus_trl must be >= 0")
     import torch
+
+    from trainers import get_trainer
+    from trainers.grpo import SPEED_SWITCHES, GRPOTrainerConfig
 
     torch.set_num_threads(1)
     results = []
     for name in [t.strip() for t in args.trainers.split(",") if t.strip()]:
-        print(f"[bench] {name}: {args.steps} steps on {args.suite}", file=sys.stderr, flush=True)
-        results.append(run(name, args.suite, args.steps, args.set))
-    print(f"{'trainer':<10} {'start-up s':>10} {'s/step':>8} {'rows/step':>9} {'rows/s':>8} {'gen tok/step':>12}")
+        paired = args.versus_trl and issubclass(get_trainer(name).config_class, GRPOTrainerConfig)
+        variants = ([("trl", [f"{k}=false" for k in SPEED_SWITCHES]), ("harness", [])] * args.versus_trl
+                    if paired else [("", [])])
+        for label, switches in variants:
+            print(f"[bench] {name} {label}: {args.steps} steps on {args.suite}", file=sys.stderr, flush=True)
+            results.append({**run(name, args.suite, args.steps, [*args.set, *switches]), "path": label})
+    print(f"{'trainer':<10} {'path':<8} {'start-up s':>10} {'s/step':>8} {'rows/step':>9} {'rows/s':>8} "
+          f"{'gen tok/step':>12}")
     for r in results:
         unit = "prompts" if r["generated_tokens_per_step"] else "examples"
-        print(f"{r['trainer']:<10} {r['startup_s']:>10} {r['step_s']:>8} {r['rows_per_step']:>9} "
+        print(f"{r['trainer']:<10} {r['path']:<8} {r['startup_s']:>10} {r['step_s']:>8} {r['rows_per_step']:>9} "
               f"{r['rows_per_s']:>8} {r['generated_tokens_per_step']:>12}   ({unit}/s)")
+    for name in dict.fromkeys(r["trainer"] for r in results if r["path"]):
+        med = {p: statistics.median(r["step_s"] for r in results if r["trainer"] == name and r["path"] == p)
+               for p in ("trl", "harness")}
+        tokens = {r["generated_tokens_per_step"] for r in results if r["trainer"] == name}
+        print(f"{name}: median s/step TRL path {med['trl']:.3f}, harness {med['harness']:.3f}: "
+              f"{med['trl'] / med['harness']:.2f}x the prompts/s"
+              + ("" if len(tokens) == 1 else f" (generated tokens/step differ: {sorted(tokens)})"))
     print(json.dumps(results))
     return 0
 

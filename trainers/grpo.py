@@ -42,6 +42,11 @@ and the processor preprocesses each distinct image once per call
 another family is trained as before, with a note. It is a speed switch, not part of a
 run's identity: a run resumes with either setting. (Each row is built, its images
 decoded, once per batch whatever the setting: trainers/rows.py.)
+
+``share_prompts`` (default on, also a speed switch outside a run's identity): the training
+forward runs each distinct prompt once and its G completions on a repeated cache
+(trainers/shared_prefix.py: the same log-probs and gradients up to float rounding).
+Qwen2-VL and Qwen2.5-VL in one process; otherwise TRL's own forward, with a note.
 """
 
 from __future__ import annotations
@@ -191,7 +196,10 @@ def share_prompts(trainer: Any) -> None:
 
     from trainers import shared_prefix
 
-    if shared_prefix.supported(trainer.model):
+    if trainer.accelerator.num_processes > 1:
+        print(f"[grpo] share_prompts: {trainer.accelerator.num_processes} processes; each prompt is run once per "
+              "completion (the shared path makes two forward calls per backward, untested under DDP)", file=sys.stderr)
+    elif shared_prefix.supported(trainer.model):
         shared_prefix.enable(trainer)
     else:
         print(f"[grpo] share_prompts: {type(trainer.model).__name__} is not Qwen2-VL/Qwen2.5-VL; each prompt is run "

@@ -25,9 +25,9 @@ default path up to float rounding (tests/test_shared_prefix.py: log-probs, entro
 and every LoRA gradient, vision tower included).
 
 Falls back to TRL's method (unchanged results, no saving) where the assumptions do not
-hold: not Qwen2-VL/Qwen2.5-VL, no repeated prompt, more than one process (a submodule
-call would bypass DDP's hooks: untested), gradient checkpointing (which turns the cache
-off), MoE aux loss, chunked batches, or model inputs other than image grids.
+hold: not Qwen2-VL/Qwen2.5-VL, no repeated prompt, more than one process (two forward
+calls before one backward: untested under DDP), gradient checkpointing (which turns the
+cache off), MoE aux loss, chunked batches, or model inputs other than image grids.
 """
 
 from __future__ import annotations
