@@ -196,5 +196,5 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(UsageError, match="nowhere: no such directory"):
         HFBackend(model=str(tmp_path / "nowhere"))
-    with pytest.raises(UsageError, match="not found: not a local model directory"):
-        HFBackend(model="some-org/some-model-not-in-the-cache")
+    with pytest.raises(UsageError, match="not in the local Hugging Face cache and downloads are off"):
+        HFBackend(model="some-org/some-model-not-in-the-cache")  # a hub id; the tests run with HF_HUB_OFFLINE=1

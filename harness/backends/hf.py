@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness import hub
 from harness.backends.base import Backend, SamplingParams
 from harness.compat.lean_imports import skip_sklearn_in_transformers
 from harness.compat.torchvision_cpu import ensure_torchvision
@@ -153,8 +154,9 @@ def check_model_and_adapter(model: str | os.PathLike, adapter: Any) -> int:
 def resolve_model_and_adapters(model: str | os.PathLike,
                                adapter: str | os.PathLike | None) -> tuple[Any, Path, list[Path]]:
     """(base model as named, its local directory, adapter dirs to apply in order): a PEFT
-    adapter directory as the model names its base; offline only (every backend that loads
-    a model directory, hf and vllm, resolves it here)."""
+    adapter directory as the model names its base (every backend that loads
+    a model directory, hf and vllm, resolves it here). A hub id not in the local cache is
+    downloaded unless downloads are off (harness/hub.py)."""
     adapters: list[Path] = []
     base: Any = model
     local = Path(model).expanduser()
@@ -169,12 +171,12 @@ def resolve_model_and_adapters(model: str | os.PathLike,
             raise ValueError(f"adapter={adapter!r} is not a PEFT adapter directory (no adapter_config.json)")
         adapters.append(a)
     found = _local_dir(base)
+    if found is None and hub.is_hub_id(base):
+        found = hub.fetch(str(base))  # downloads when allowed; one-line UsageError when not
     if found is None:
-        # Offline by design: say so instead of surfacing a hub lookup error.
         raise UsageError(
-            f"model {str(base)!r} not found: not a local model directory and not in the local "
-            "Hugging Face cache (this backend never downloads). Use 'tiny', or a directory "
-            "holding config.json and the weights."
+            f"model {str(base)!r} not found: not a local model directory, and not a hub id (org/name). "
+            "Use 'tiny', a directory holding config.json and the weights, or a hub id."
         )
     return base, found, adapters
 
@@ -182,7 +184,7 @@ def resolve_model_and_adapters(model: str | os.PathLike,
 class HFBackend(Backend):
     """Generation with ``transformers`` (``AutoProcessor`` + ``AutoModelForImageTextToText``).
 
-    ``model`` is a model directory or hub name (loaded from the local cache), or a
+    ``model`` is a model directory or hub id (the local cache, else downloaded: harness/hub.py), or a
     PEFT adapter directory (its ``adapter_config.json`` names the base model);
     ``adapter`` applies an adapter on top of ``model``. Adapters are merged into
     the weights after loading. ``threads`` sets torch's (process-wide) CPU thread
