@@ -187,3 +187,39 @@ def test_a_grpo_run_logs_the_same_steps_with_the_speed_switches_off(tiny_model_d
             assert a[key] == b[key], key
         for key in ("loss", "grad_norm", "entropy", "kl"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+
+
+def test_qwen2_5_vl_gives_the_same_logps_and_gradients(processor, torch_mod):
+    """Qwen2.5-VL: its own rope index (and windowed vision tower); full fine-tuning here."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from trl.trainer.utils import add_fused_lm_head
+
+    text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "vocab_size": len(processor.tokenizer),
+            "rope_parameters": {"rope_type": "default", "rope_theta": 100.0, "mrope_section": [2, 3, 3]}}
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+              "window_size": 56, "fullatt_block_indexes": [1]}
+    tok = processor.tokenizer
+    ids = {k: tok.convert_tokens_to_ids(t) for k, t in (("image_token_id", "<|image_pad|>"),
+                                                        ("video_token_id", "<|video_pad|>"),
+                                                        ("vision_start_token_id", "<|vision_start|>"),
+                                                        ("vision_end_token_id", "<|vision_end|>"))}
+    torch_mod.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids))
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    stats, grads = compare(model, grpo_batch(processor, images(), torch_mod), torch_mod)
+    assert stats["shared"] == 1 and stats["prefix_rows"] == 3
+    assert any(".visual." in n for n in grads)
+
+
+def test_grpo_option_is_on_by_default_and_outside_the_run_identity():
+    from harness.errors import UsageError
+    from trainers import load_config
+
+    assert load_config("grpo", output_dir="o").share_prompts is True
+    assert load_config("curr_rl", output_dir="o").share_prompts is True
+    with pytest.raises(UsageError, match="share_prompts"):
+        load_config("grpo", overrides=["share_prompts=maybe"], output_dir="o")
+    on = load_config("grpo", output_dir="o")
+    off = load_config("grpo", overrides=["share_prompts=false"], output_dir="o")
+    assert on.identity() == off.identity() and "share_prompts" not in on.identity()
