@@ -142,6 +142,10 @@ def check_model_and_adapter(model: str | os.PathLike, adapter: Any) -> int:
     elif str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
         # a path, not a hub id ("org/name", looked up in the local hub cache when loading)
         raise UsageError(f"--model {model}: no such directory")
+    elif not hub.is_hub_id(model) and hub.cached(str(model)) is None:
+        # neither a directory nor org/name: refused here, not after the seconds torch takes to import
+        raise UsageError(f"--model {model}: no such directory, and not a hub id (org/name); use 'tiny', a model "
+                         "directory (config.json + weights) or a hub id")
     if adapter not in (None, ""):
         path = Path(adapter).expanduser()
         if not (path / "adapter_config.json").is_file():
