@@ -225,6 +225,10 @@ def prepare(cfg: PaperStudyConfig) -> Plan:
     for r in cfg.hard_ratios:
         if not 0 < r < 1:
             raise UsageError(f"--hard_ratios: each share must be in (0, 1), got {r}")
+    check_number("--profile_samples", cfg.profile_samples, minimum=1, integer=True, allow_none=False)
+    check_number("--profile_generations", cfg.profile_generations, minimum=2, integer=True, allow_none=False)
+    check_number("--profile_temperature", cfg.profile_temperature, minimum=0, exclusive_minimum=True,
+                 allow_none=False)
     suite = SUITES.get(cfg.suite)
     data.configure(cfg.data_root, cfg.data_args)
     if not suite.train:
@@ -248,7 +252,12 @@ def prepare(cfg: PaperStudyConfig) -> Plan:
             if not m.profiled:  # a profiled trainer's check reads the profile, which a job makes first
                 trainer.check(suite, config)
             configs[(m.key, seed)] = config
-    return Plan(cfg, root, suite, methods, configs, difficulty_dir)
+    plan = Plan(cfg, root, suite, methods, configs, difficulty_dir)
+    # the evals' and the profile's options (model, --model_args), before study.json records them
+    _eval_config(cfg, cfg.model, root / "runs" / "base", [cfg.suite], cfg.eval_limit, {}).validate()
+    if difficulty_dir is not None:
+        _profile_config(plan).validate()
+    return plan
 
 
 def _check_study_file(plan: Plan) -> None:
@@ -262,16 +271,23 @@ def _check_study_file(plan: Plan) -> None:
 
 def _eval(cfg: PaperStudyConfig, model: str, out: Path, tasks: list[str], limit: int | None,
           meta: dict[str, Any]) -> dict[str, Any]:
-    from harness.evaluator import EvalConfig, run_eval
+    from harness.evaluator import run_eval
 
     agg_path = out / "aggregates.json"
     if not agg_path.exists():
-        # seed 0 for every eval: all rows are scored on the same samples (greedy decoding)
-        run_eval(EvalConfig(model=model, tasks=tasks, model_args=dict(cfg.model_args), limit=limit,
-                            batch_size=cfg.eval_batch_size, seed=0, n_boot=cfg.bootstrap, output_path=str(out),
-                            progress=cfg.progress and cfg.jobs == 1, data_root=cfg.data_root,
-                            data_args=dict(cfg.data_args), meta=meta))
+        run_eval(_eval_config(cfg, model, out, tasks, limit, meta))
     return json.loads(agg_path.read_text(encoding="utf-8"))
+
+
+def _eval_config(cfg: PaperStudyConfig, model: str, out: Path, tasks: list[str], limit: int | None,
+                 meta: dict[str, Any]) -> Any:
+    from harness.evaluator import EvalConfig
+
+    # seed 0 for every eval: all rows are scored on the same samples (greedy decoding)
+    return EvalConfig(model=model, tasks=tasks, model_args=dict(cfg.model_args), limit=limit,
+                      batch_size=cfg.eval_batch_size, seed=0, n_boot=cfg.bootstrap, output_path=str(out),
+                      progress=cfg.progress and cfg.jobs == 1, data_root=cfg.data_root,
+                      data_args=dict(cfg.data_args), meta=meta)
 
 
 def _val_score(aggs: Any) -> float:
@@ -353,17 +369,24 @@ def _start_model(plan: Plan, job: Job) -> str:
 
 def _profile(plan: Plan) -> Path:
     """The base model's difficulty profile on the train split (after the holdout), shared by the DC-SFT rows."""
-    from harness.difficulty import ProfileConfig, profile_difficulty
-    from harness.evaluator import resolve_model
+    from harness.difficulty import profile_difficulty
 
     cfg = plan.cfg
     _say(f"difficulty profile of {cfg.model} on {plan.suite.train}: {cfg.profile_samples} prompts x "
          f"{cfg.profile_generations} samples")
-    return profile_difficulty(ProfileConfig(
+    return profile_difficulty(_profile_config(plan))
+
+
+def _profile_config(plan: Plan) -> Any:
+    from harness.difficulty import ProfileConfig
+    from harness.evaluator import resolve_model
+
+    cfg = plan.cfg
+    return ProfileConfig(
         model=resolve_model(cfg.model), task=plan.suite.train, num_generations=cfg.profile_generations,
         temperature=cfg.profile_temperature,
         subsample=cfg.profile_samples, holdout=cfg.val_size, output_path=str(plan.difficulty_dir),
-        batch_size=cfg.eval_batch_size, model_args=dict(cfg.model_args), progress=cfg.progress and cfg.jobs == 1))
+        batch_size=cfg.eval_batch_size, model_args=dict(cfg.model_args), progress=cfg.progress and cfg.jobs == 1)
 
 
 # ----- scheduling ----------------------------------------------------------------------------------
