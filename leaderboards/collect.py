@@ -113,22 +113,56 @@ def _checkpoint(value: Any) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def _number(x: Any) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def is_metric_entry(m: Any) -> bool:
+    """``{"value": number or null, "ci": [low, high] or null}``, as aggregates and baselines hold a metric."""
+    ci = m.get("ci") if isinstance(m, dict) else None
+    return isinstance(m, dict) and _number(m.get("value")) and (
+        ci is None or (isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci))))
+
+
+def _check_aggregates(path: Path, aggregates: list[Any]) -> None:
+    """The shape the evaluator writes; anything else is named here instead of failing deep in a table."""
+    for i, agg in enumerate(aggregates):
+        where = f"{path / 'aggregates.json'}: entry {i + 1}"
+        if not isinstance(agg, dict) or not isinstance(agg.get("task"), str) or not agg["task"]:
+            raise UsageError(f"{where} must be an object with a 'task' name")
+        metrics, n = agg.get("metrics"), agg.get("n")
+        if not isinstance(metrics, dict) or not isinstance(agg.get("primary_metric"), str):
+            raise UsageError(f"{where} ({agg['task']}) needs 'metrics' (an object) and 'primary_metric' (a name)")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise UsageError(f"{where} ({agg['task']}): 'n' must be a sample count, got {n!r}")
+        for name, m in metrics.items():
+            if not is_metric_entry(m):
+                raise UsageError(f"{where} ({agg['task']}): metric {name!r} must be {{\"value\": number, "
+                                 f"\"ci\": [low, high]}}, got {m!r}")
+
+
 def load_run(path: Path) -> RunSummary:
     config = _read(path / "config.json")
     aggregates = _read(path / "aggregates.json")
     if not isinstance(config, dict) or not isinstance(aggregates, list):
         raise UsageError(f"{path}: config.json must be an object and aggregates.json a list")
+    _check_aggregates(path, aggregates)
     meta = config.get("meta") or {}
     if not isinstance(meta, dict):
         raise UsageError(f"{path / 'config.json'}: 'meta' must be an object")
     cost = meta.get("cost") or {}
+    if not isinstance(cost, dict) or not all(_number(cost.get(k)) for k in COST_KEYS):
+        raise UsageError(f"{path / 'config.json'}: meta.cost must map {', '.join(COST_KEYS)} to numbers, got {cost!r}")
+    seed = meta.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise UsageError(f"{path / 'config.json'}: meta.seed must be an integer, got {seed!r}")
     return RunSummary(
         path=path,
         label=str(meta["label"]) if meta.get("label") else "",
         model=str(meta.get("model") or config.get("model") or path.name),
         method=str(meta.get("method") or "base"),
         checkpoint=_checkpoint(meta.get("checkpoint")),
-        seed=meta.get("seed"),
+        seed=seed,
         cost={k: cost[k] for k in COST_KEYS if cost.get(k) is not None},
         config=config,
         aggregates={a["task"]: a for a in aggregates},
