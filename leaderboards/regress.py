@@ -38,7 +38,7 @@ from typing import Any
 from harness.atomic import write_json_atomic
 from harness.errors import UsageError
 from harness.validation import read_json_file
-from leaderboards.collect import RunSummary, is_run_dir, load_run
+from leaderboards.collect import RunSummary, is_metric_entry, is_run_dir, load_run
 from leaderboards.table import render_text
 
 FORMAT = "harness-baseline/1"
@@ -67,6 +67,14 @@ def baseline_from_run(run: RunSummary, source: str | Path) -> dict[str, Any]:
 
 
 def write_baseline(path: str | Path, baseline: dict[str, Any]) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--baseline {path} is a directory; give a file path such as {path / 'baseline.json'}")
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--baseline {path}: cannot create it, {existing} is a file")
     write_json_atomic(path, baseline)
 
 
@@ -81,6 +89,11 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     if not isinstance(tasks, dict) or not tasks or not all(
             isinstance(t, dict) and isinstance(t.get("metrics"), dict) for t in tasks.values()):
         raise UsageError(f"{path}: 'tasks' must map each task to an object with 'metrics'")
+    for task, entry in tasks.items():
+        for metric, m in entry["metrics"].items():
+            if not is_metric_entry(m):
+                raise UsageError(f"{path}: {task} {metric} must be {{\"value\": number, \"ci\": [low, high]}}, "
+                                 f"got {m!r}; fix it or write the baseline again with --write")
     return data
 
 
