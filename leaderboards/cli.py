@@ -1,4 +1,13 @@
-"""``harness leaderboard`` and ``harness regress``: subcommands added to harness's CLI."""
+"""``harness leaderboard`` and ``harness regress``: subcommands added to harness's CLI.
+
+``harness leaderboard --output_path DIR --views`` (html format) also writes each run's
+viewer page (``harness view``) into ``DIR/views/`` and links the HTML's cells to them by
+relative paths. When the runs are moved (or deleted) later, the links keep working: the
+pages are self-contained copies (images embedded), snapshots of the runs as they were
+when the leaderboard was written; rerunning the command refreshes them from wherever the
+runs now are. DIR itself can be moved whole; leaderboard.html without its views/ folder
+loses its links. Pages of runs no longer shown stay in views/ until removed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ from pathlib import Path
 from harness.errors import UsageError
 
 FORMATS = ("md", "csv", "html")
+VIEWS = "views"  # next to leaderboard.html: one viewer page per run (harness view)
 
 EXAMPLES_LEADERBOARD = """\
 examples:
@@ -16,6 +26,13 @@ examples:
   harness leaderboard runs/study --baseline base --ci --cost
   harness leaderboard runs/a runs/b --output_path reports/ --format md,html
   harness leaderboard runs/ --metric synth_detect_base=map,synth_detect_novel=map
+
+links: with --views (and --output_path, html format), each run's samples are written as
+a standalone viewer page (harness view) into <output_path>/views/, and leaderboard.html
+links each split cell to its run's page on that split. The pages are copies: the folder
+<output_path> can be moved or shared whole, and moving the runs breaks no link (rerun to
+refresh the pages).
+  harness leaderboard studies/tiny/runs --output_path reports/tiny --views
 
 Rows are model x method x checkpoint, from the "meta" object that train-and-eval writes
 into each run's config.json (label, model, method, checkpoint, seed, selection, cost); a run
@@ -106,20 +123,50 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         tests=SignificanceSettings(resamples=args.resamples, corpus_resamples=args.corpus_resamples, seed=args.seed),
         group_seeds=args.group_seeds,
     )
-    texts = leaderboard_texts(args.dirs, options, RenderOptions(ci=args.ci, cost=args.cost),
-                              formats=set(formats) | {"md"}, title=args.title, warn=_warn)
-    if args.output_path:
-        out = Path(args.output_path)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--output_path {out} is a file; give a directory")
+    out = Path(args.output_path) if args.output_path else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--output_path {out} is a file; give a directory")
+    if args.views and (out is None or "html" not in formats):
+        raise UsageError("--views writes viewer pages next to leaderboard.html: give --output_path (html format)")
+    views = view_pages(args.dirs, out) if args.views else {}
+    render = RenderOptions(ci=args.ci, cost=args.cost, views={run: href for run, (href, _) in views.items()})
+    texts = leaderboard_texts(args.dirs, options, render, formats=set(formats) | {"md"}, title=args.title, warn=_warn)
+    if out is not None:
+        write_views(views)  # before the page that links them, so no link ever dangles
         for fmt in formats:
             write_text_atomic(out / f"leaderboard.{fmt}", texts[fmt])
         print(texts["md"])
-        print("wrote " + ", ".join(str(out / f"leaderboard.{fmt}") for fmt in formats))
+        print("wrote " + ", ".join(str(out / f"leaderboard.{fmt}") for fmt in formats)
+              + (f" and {len(views)} viewer pages in {out / VIEWS}" if views else ""))
     else:
         # without files to write, the one format asked for goes to stdout (markdown by default)
         print(texts[formats[0] if args.format else "md"], end="")
     return 0
+
+
+def view_pages(dirs: list[str], out: Path) -> dict[str, tuple[str, Path]]:
+    """Each run directory the leaderboard shows -> (href relative to the HTML, page path):
+    ``<out>/views/<run name>-<hash of its path>.html``. Keys are resolved paths, as the
+    board's "run" column names runs."""
+    from harness.viewer import view_name
+    from leaderboards.collect import find_run_dirs
+
+    runs, _ = find_run_dirs(list(dirs))
+    return {str(run): (f"{VIEWS}/{view_name(run)}", out / VIEWS / view_name(run)) for run in runs}
+
+
+def write_views(views: dict[str, tuple[str, Path]]) -> None:
+    """Write (or refresh) each run's viewer page. A run whose page cannot be built (a task
+    that no longer resolves is fine; an unreadable run is not) is skipped with a warning:
+    its cells stay unlinked only if the page was never written."""
+    from harness.errors import HarnessError
+    from harness.viewer import ViewConfig, write_view
+
+    for run, (_, page) in views.items():
+        try:
+            write_view(ViewConfig(run=run, output=str(page)))
+        except HarnessError as exc:
+            _warn(f"no viewer page for {run}: {exc}")
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
@@ -192,6 +239,9 @@ def add_parsers(sub) -> None:
     lb.add_argument("--group_seeds", action="store_true",
                     help="one row per set of seeds: runs that share model, method, selection rule and checkpoint but "
                          "differ in meta.seed (value: seed-averaged per-sample scores; spread across seeds shown)")
+    lb.add_argument("--views", action="store_true",
+                    help="also write each run's viewer page (harness view: images, boxes, outputs, scores) into "
+                         "<output_path>/views/ and link every split cell of leaderboard.html to its run's page")
     lb.add_argument("--title", default="Leaderboard", help="title of the HTML page")
     lb.set_defaults(func=cmd_leaderboard)
     _debug_flag(lb)

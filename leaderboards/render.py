@@ -7,6 +7,15 @@ marker on values that differ significantly from the baseline row. What makes a
 comparison trustworthy is shown with it: a "selected by" column (the rule that chose
 each row's checkpoint), a last row with each column's minimum detectable difference
 ("MDD"), and, for a seed group, the seeds' own values and their range beside the value.
+
+HTML links (``RenderOptions.views``): each split cell links to its run's viewer page
+(``harness view``, harness/viewer.py) opened on that split (``#task=...``), the row label to
+the pages of all the row's runs (each seed of a seed group). The pages are the copies
+``harness leaderboard --output_path DIR --views`` writes into ``DIR/views/`` (leaderboards/cli.py),
+linked by relative paths: the folder DIR can be moved or shared whole, and moving or
+deleting the run directories breaks no link (the pages are snapshots of the runs as they
+were when the leaderboard was written; rerun the command to refresh them). Moving
+leaderboard.html away from its views/ folder breaks the links.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import pandas as pd
 
@@ -34,6 +44,9 @@ DELTA_HEADERS = {"id_avg": "Δ ID", "ood_avg": "Δ OOD"}
 class RenderOptions:
     ci: bool = False  # 95 % CIs in the split cells
     cost: bool = False  # cost columns from meta.cost
+    # HTML only: run directory (as the board's "run" column names it) -> the href of its viewer
+    # page (harness view), relative to the HTML file; split cells link to it, opened on their task
+    views: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class Layout:
     rows: list[list[Cell]]
     right: tuple[int, ...]  # numeric columns
     footer: list[list[Cell]] = field(default_factory=list)  # rows about the columns (the MDD), not runs
+    tasks: list[str | None] = field(default_factory=list)  # the split each column shows (None: not a split)
 
 
 def mdd_label(board: Leaderboard) -> str:
@@ -180,7 +194,9 @@ def layout(board: Leaderboard, options: RenderOptions) -> Layout:
         footer.append([Cell(mdd_label(board))] + [Cell("")] * (n_run - 1)
                       + [Cell(_mdd_text(board.power.get(key), not key.endswith("_avg"))) for key in score_keys]
                       + [Cell("")] * (len(headers) - n_run - len(score_keys)))
-    return Layout(groups, headers, rows, tuple(range(n_run, len(headers))), footer)
+    tasks = [None] * n_run + [None if key in AVG_HEADERS else key for key in score_keys]
+    tasks += [None] * (len(headers) - len(tasks))
+    return Layout(groups, headers, rows, tuple(range(n_run, len(headers))), footer, tasks)
 
 
 def legend(board: Leaderboard, options: RenderOptions, html_markup: bool = False) -> list[str]:
@@ -305,10 +321,13 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.baseline td { background: #f4f6f8; }
 tfoot td { border-top: 2px solid #444; color: #555; font-size: 13px; }
 .legend { font-size: 13px; color: #444; max-width: 60em; }
+a.view { color: inherit; text-decoration: none; border-bottom: 1px dotted #888; }
+a.view:hover { background: #eef3ff; }
+.views { font-size: 12px; color: #666; }
 """
 
 
-def _html_cell(cell: Cell, numeric: bool) -> str:
+def _html_cell(cell: Cell, numeric: bool, href: str | None = None) -> str:
     text = html.escape(cell.text)
     if cell.mark and cell.text != MISSING:
         value, sep, rest = text.partition(" ")
@@ -316,7 +335,32 @@ def _html_cell(cell: Cell, numeric: bool) -> str:
         text = f"<{tag}>{value}</{tag}>{sep}{rest}"
     if cell.significant:
         text += MARKER
+    if href and cell.text != MISSING:
+        text = f'<a class="view" href="{html.escape(href)}">{text}</a>'
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
+
+
+def _row_views(board: Leaderboard, label, views: dict[str, str]) -> list[str]:
+    """The viewer pages of a row's runs (one, or one per seed of a seed group), as far as written."""
+    if not views:
+        return []
+    return [views[p] for p in str(board.frame.at[label, "run"]).split("; ") if p in views]
+
+
+def _row_html(cells: list[Cell], lay: Layout, pages: list[str]) -> str:
+    """A row's cells; each split cell links to the row's (first) run's viewer page, opened on that
+    split; the label cell links every run of the row (the seeds of a seed group)."""
+    out = []
+    for i, cell in enumerate(cells):
+        task = lay.tasks[i] if i < len(lay.tasks) else None
+        href = f"{pages[0]}#{urlencode({'task': task})}" if pages and task else None
+        td = _html_cell(cell, i in lay.right, href)
+        if i == 0 and pages:
+            links = " ".join(f'<a class="view" href="{html.escape(p)}">{"samples" if len(pages) == 1 else f"s{k + 1}"}'
+                             "</a>" for k, p in enumerate(pages))
+            td = td[:-len("</td>")] + f' <span class="views">({links})</span></td>'
+        out.append(td)
+    return "".join(out)
 
 
 def to_html(board: Leaderboard, options: RenderOptions | None = None, title: str = "Leaderboard") -> str:
@@ -327,10 +371,14 @@ def to_html(board: Leaderboard, options: RenderOptions | None = None, title: str
     body = []
     for cells, label in zip(lay.rows, board.frame.index):
         cls = ' class="baseline"' if label == board.baseline else ""
-        body.append(f"<tr{cls}>" + "".join(_html_cell(c, i in lay.right) for i, c in enumerate(cells)) + "</tr>")
+        body.append(f"<tr{cls}>" + _row_html(cells, lay, _row_views(board, label, options.views)) + "</tr>")
     footer = "".join("<tr>" + "".join(_html_cell(c, i in lay.right) for i, c in enumerate(cells)) + "</tr>"
                      for cells in lay.footer)
-    legend_html = "".join(f"<p>{line}</p>" for line in legend(board, options, html_markup=True))
+    lines = legend(board, options, html_markup=True)
+    if options.views:
+        lines.append("Each split's value links to that run's samples on the split (images, boxes, outputs, scores: "
+                     "harness view), and the row label to each run's page (views/, copies written with this file).")
+    legend_html = "".join(f"<p>{line}</p>" for line in lines)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
