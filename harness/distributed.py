@@ -43,14 +43,21 @@ def current() -> World:
     return World(rank, size, local) if size > 1 else World()
 
 
+#: whether init() created the process group (finish() then destroys it, and only then)
+_created = False
+
+
 def init(world: World) -> None:
-    """Join the process group (gloo: CPU collectives; only barriers and small objects pass)."""
+    """Join the process group (gloo: CPU collectives; only barriers and small objects pass).
+    A group that already exists (a training run's, made by accelerate) is used as it is."""
+    global _created
     if world.size <= 1:
         return
     import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group("gloo")
+        _created = True
 
 
 def barrier(world: World) -> None:
@@ -72,11 +79,15 @@ def share(world: World, value: object) -> object:
 
 
 def finish(world: World) -> None:
-    if world.size > 1:
+    """Leave the group init() made; a group someone else made (an eval of a checkpoint inside
+    multi-process training) stays up for its owner."""
+    global _created
+    if world.size > 1 and _created:
         import torch.distributed as dist
 
         if dist.is_initialized():
             dist.destroy_process_group()
+        _created = False
 
 
 def launch(argv: list[str], num_processes: int) -> int:
