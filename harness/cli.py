@@ -559,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.paper_study_cli import add_parser as add_study
 
     add_study(sub, common)
+    from harness.viewer_cli import add_parser as add_view
+
+    add_view(sub, common)
     return p
 
 
