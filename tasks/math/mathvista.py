@@ -52,30 +52,36 @@ def problem_entry(pid: str, row: dict[str, Any], where: str) -> dict[str, Any]:
     if missing:
         raise DatasetMissing(f"{where}: problem {pid!r} has no {', '.join(missing)}")
     qt, at = row["question_type"], row["answer_type"]
-    if qt not in _TYPES or at not in _TYPES[qt]:
+    if not isinstance(qt, str) or not isinstance(at, str) or qt not in _TYPES or at not in _TYPES[qt]:
         raise DatasetMissing(f"{where}: problem {pid!r} has question_type {qt!r} with answer_type {at!r}")
     if not isinstance(row["question"], str) or not isinstance(row["answer"], str):
         raise DatasetMissing(f"{where}: problem {pid!r}: question and answer must be strings")
     choices = row.get("choices")
     if choices is not None:
+        if not isinstance(choices, (list, tuple)) or not all(isinstance(c, str) for c in choices):
+            raise DatasetMissing(f"{where}: problem {pid!r}: choices must be a list of strings")
         choices = list(choices)
-        if not all(isinstance(c, str) for c in choices):
-            raise DatasetMissing(f"{where}: problem {pid!r}: choices must be strings")
     if qt == "multi_choice" and (not choices or row["answer"] not in choices):
         raise DatasetMissing(f"{where}: problem {pid!r}: a multi_choice answer must be one of its choices")
     precision = _precision(row.get("precision"), f"{where}: problem {pid!r}")
     if at == "float" and precision is None:
         raise DatasetMissing(f"{where}: problem {pid!r}: a float answer needs a precision")
     meta = row.get("metadata") or {}
-    size = [meta["img_width"], meta["img_height"]] if isinstance(meta.get("img_width"), int) and \
-        isinstance(meta.get("img_height"), int) else None
+    image, unit = row.get("image"), row.get("unit")
+    if not isinstance(meta, dict) or not isinstance(image or "", str) or not isinstance(unit or "", str):
+        raise DatasetMissing(f"{where}: problem {pid!r}: metadata must be an object, image and unit strings")
+    if not isinstance(meta.get("skills") or [], (list, tuple)):
+        raise DatasetMissing(f"{where}: problem {pid!r}: metadata.skills must be a list")
+    dims = [meta.get("img_width"), meta.get("img_height")]
+    # a size that is not two positive integers is left to the image header
+    size = dims if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims) else None
     keep = {k: meta[k] for k in ("source", "category", "task", "context", "grade", "language")
             if meta.get(k) is not None}
     if meta.get("skills") is not None:
         keep["skills"] = list(meta["skills"])
-    return {"id": str(pid), "image": row.get("image") or f"images/{pid}.jpg", "size": size,
+    return {"id": str(pid), "image": image or f"images/{pid}.jpg", "size": size,
             "question": row["question"], "question_type": qt, "answer_type": at, "answer": row["answer"],
-            "choices": choices, "precision": precision, "unit": row.get("unit") or None, "solution": None,
+            "choices": choices, "precision": precision, "unit": unit or None, "solution": None,
             "metadata": keep}
 
 
