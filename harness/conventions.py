@@ -8,6 +8,7 @@ and processor, and a user can override any field with ``--model_args``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -66,6 +67,9 @@ class ModelConventions:
     def _scale(self, size: tuple[int, int]) -> tuple[float, float]:
         """Model-space units per original pixel, for x and y."""
         w, h = size
+        if self.box_space != ABS and (w <= 0 or h <= 0):  # ImageRef.from_path's size of an unreadable image
+            raise UsageError(f"an image of size {w}x{h} (its header could not be read): its boxes cannot be "
+                             f"converted to {self.box_space} coordinates; check the dataset's image files")
         if self.box_space == NORM1000:
             return 1000.0 / w, 1000.0 / h
         if self.box_space == NORM1:
@@ -82,6 +86,8 @@ class ModelConventions:
     def from_pixels(self, box: Box, size: tuple[int, int]) -> Box:
         sx, sy = self._scale(size)
         out = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        if not all(math.isfinite(v) for v in out):  # an annotation's absurd box (1e308) overflows here
+            raise UsageError(f"box {list(box)} of an image of size {size[0]}x{size[1]} is out of range")
         if self.box_space == NORM1:
             return tuple(round(v, 3) for v in out)  # type: ignore[return-value]
         return tuple(float(round(v)) for v in out)  # type: ignore[return-value]
