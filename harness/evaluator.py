@@ -2,10 +2,11 @@
 
 Records are appended per batch (fsynced every few seconds), so a killed run loses at
 most the batches in flight; rerunning with the same output path skips what was
-recorded. Batches restart at the same boundaries, so a resumed run computes exactly
-what an uninterrupted one would have. With ``num_workers`` > 0 the loop is pipelined
-(batch k+1 prepared in a worker process, batch k-1 scored and written in a thread while
-batch k generates; harness/pipeline.py) and the records are the same.
+recorded. A resumed run generates the same batches (a part-recorded one whole, writing
+only its missing records), so it computes exactly what an uninterrupted one would have.
+With ``num_workers`` > 0 the loop is pipelined (batch k+1 prepared in a worker process,
+batch k-1 scored and written in a thread while batch k generates; harness/pipeline.py)
+and the records are the same.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
                 prompts = prompts_of(batch)
                 outputs, failures, per = _timed_generate(backend, prompts, p, prepared)
                 sink.submit(functools.partial(_score_and_write, writer, bar, task, batch.items, prompts, outputs,
-                                              failures, per, conv, profile))
+                                              failures, per, conv, profile, batch.recorded))
             if writer is not None:
                 sink.submit(writer.sync)
         finally:
@@ -335,9 +336,15 @@ def _timed_generate(backend, prompts, params, prepared=None) -> tuple[list, list
     return outputs, failures, (time.perf_counter() - t0) / len(prompts)
 
 
-def _score_and_write(writer, bar, task, items, prompts, outputs, failures, per, conv, profile) -> None:
-    writer.append(_score(task, items, prompts, outputs, failures, per, conv, profile))
-    bar.update(len(items))
+def _score_and_write(writer, bar, task, items, prompts, outputs, failures, per, conv, profile,
+                     recorded: frozenset = frozenset()) -> None:
+    new = [k for k, (_, s) in enumerate(items) if s.id not in recorded]  # a resumed block: its new records only
+
+    def pick(values: list) -> list:
+        return [values[k] for k in new]
+
+    writer.append(_score(task, pick(items), pick(prompts), pick(outputs), pick(failures), per, conv, profile))
+    bar.update(len(new))
 
 
 def _score(task, items, prompts, outputs, failures, per, conv, profile) -> list[dict[str, Any]]:

@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 class Batch:
     task_pos: int  # position of its task in the run's task list
     block: int  # planned position // batch_size: seeds sampling, fixes composition on resume
-    items: list[tuple[int, Any]]  # (split index, Sample) not yet recorded
+    items: list[tuple[int, Any]]  # (split index, Sample): the whole block
+    #: ids of the items recorded before a resume: generated again with the others, not written
+    recorded: frozenset[str] = frozenset()
 
     def ids(self) -> list[str]:
         return [s.id for _, s in self.items]
@@ -64,10 +66,12 @@ def planned_samples(task, wanted: list[int]):
 
 def plan_batches(tasks: list, chosen: dict[str, list[int]], done: dict[str, set], owns: Callable[[int], bool],
                  batch_size: int) -> Iterator[Batch]:
-    """The batches still to generate, task by task. Batches are aligned to position //
-    batch_size among the planned samples whatever was recorded before, so a resumed run
-    groups (and seeds) samples exactly as a fresh one; ``owns(block)`` is this process's
-    share of a data-parallel run."""
+    """The batches still to generate, task by task: each block (``batch_size`` consecutive
+    planned positions) with a sample not yet recorded, whole, so a resumed run groups (and
+    seeds) samples exactly as a fresh one. A block can be part-recorded (a kill tore its
+    write: the torn record is dropped on resume, or a sample's generation failed); its
+    recorded samples are generated again, as sampling draws for the whole batch, but not
+    written (``Batch.recorded``). ``owns(block)`` is this process's share of a data-parallel run."""
     for pos, task in enumerate(tasks):
         finished = done[task.full_name]
         items: list[tuple[int, Any]] = []
@@ -77,14 +81,19 @@ def plan_batches(tasks: list, chosen: dict[str, list[int]], done: dict[str, set]
             if not owns(b):
                 continue
             if items and b != block:
-                yield Batch(pos, block, items)
+                yield from _unfinished(pos, block, items, finished)
                 items = []
             if not items:
                 block = b
-            if sample.id not in finished:
-                items.append((index, sample))
+            items.append((index, sample))
         if items:
-            yield Batch(pos, block, items)
+            yield from _unfinished(pos, block, items, finished)
+
+
+def _unfinished(pos: int, block: int, items: list[tuple[int, Any]], finished: set) -> Iterator[Batch]:
+    recorded = frozenset(s.id for _, s in items if s.id in finished)
+    if len(recorded) < len(items):
+        yield Batch(pos, block, items, recorded)
 
 
 def cpu_count() -> int:

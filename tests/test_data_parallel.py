@@ -85,7 +85,9 @@ def test_failed_generations_are_retried_on_resume(tmp_path):
     assert any(r["failure"].startswith("generation error") for r in failed)
     again = FakeBackend(specs=spec, limit=8)  # the server is back, the image readable
     second = run_eval(cfg, backend=again)
-    assert again.asked() == {("synth_cls_id", 5)}  # only the failed sample is generated again
+    # the failed sample's batch is generated again whole (composed and seeded as a run without the
+    # failure generated it); only the failed sample's record is written again
+    assert again.asked() == {("synth_cls_id", i) for i in range(4, 8)}
     recs = RunDir(second.run_dir).read("synth_cls_id")
     assert sorted(r["index"] for r in recs) == list(range(8))  # the retried one appended last
     assert second.aggregates[0]["parse_failures"] == 0

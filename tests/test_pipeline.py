@@ -148,8 +148,9 @@ def test_plan_batches_keeps_block_boundaries_on_resume():
     task = make_task("synth_cls_id")
     chosen = {task.full_name: list(range(10))}
     done = {task.full_name: {f"{i:06d}" for i in (0, 1, 2, 3, 5)}}
-    got = [(b.block, [i for i, _ in b.items]) for b in plan_batches([task], chosen, done, lambda b: True, 4)]
-    assert got == [(1, [4, 6, 7]), (2, [8, 9])]  # block 0 was done; 4, 6, 7 keep their block
+    got = [(b.block, [i for i, _ in b.items], b.recorded) for b in plan_batches([task], chosen, done, lambda b: True, 4)]
+    # block 0 was done; block 1 is generated whole (as sampling draws for the whole batch), 5 not written again
+    assert got == [(1, [4, 5, 6, 7], {"000005"}), (2, [8, 9], set())]
     mine = [b.block for b in plan_batches([task], chosen, {task.full_name: set()}, lambda b: b % 2 == 1, 4)]
     assert mine == [1]
     assert isinstance(Batch(0, 0, []).ids(), list)
