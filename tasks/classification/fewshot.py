@@ -19,6 +19,7 @@ Prompts are Visual-RFT's: "This is an image containing a <noun>. Please identify
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,14 +67,49 @@ PETS_CLASSES = 37
 # ----- small readers with one-line errors ----------------------------------------------------
 
 
-def _loadmat(path: Path, dataset: str, keys: tuple[str, ...]) -> dict[str, Any]:
+def _read_mat(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(content, "") or (None, why not)."""
     import scipy.io
 
     try:
-        mat = scipy.io.loadmat(str(path), squeeze_me=True)
+        return scipy.io.loadmat(str(path), squeeze_me=True), ""
     except Exception as exc:  # scipy raises several types for a damaged file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatasetMissing(f"{dataset}: {path} is not a readable .mat file ({reason})") from None
+        return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _read_mat_in_child(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """:func:`_read_mat` in a forked child: scipy's reader crashes the whole interpreter (a
+    segfault, scipy 1.17) on some damaged .mat files (a flipped, dropped or inserted byte),
+    which would kill an eval with no message. The child costs milliseconds; the files are read
+    once per process."""
+    import pickle
+
+    if not hasattr(os, "fork"):
+        return _read_mat(path)
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: read, send, leave without running the parent's exit handlers
+        try:
+            os.close(rfd)
+            with os.fdopen(wfd, "wb") as out:
+                out.write(pickle.dumps(_read_mat(path), protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as got:
+        data = got.read()
+    _, status = os.waitpid(pid, 0)
+    try:
+        return pickle.loads(data)
+    except Exception:  # nothing or half a result: the reader crashed
+        why = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {status}"
+        return None, f"damaged: scipy's reader crashed on it ({why})"
+
+
+def _loadmat(path: Path, dataset: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    mat, reason = _read_mat_in_child(path)
+    if mat is None:
+        raise DatasetMissing(f"{dataset}: {path} is not a readable .mat file ({reason})")
     for key in keys:
         if key not in mat:
             found = ", ".join(sorted(k for k in mat if not k.startswith("__"))) or "none"
@@ -94,8 +130,11 @@ def _int_vector(value: Any, path: Path, key: str, dataset: str) -> list[int]:
 
 def _lines(path: Path) -> list[tuple[int, str]]:
     """(line number, text) of the non-blank, non-comment lines (Pets' list.txt starts with # comments)."""
-    with open(path, encoding="utf-8") as fh:
-        return [(n, line.strip()) for n, line in enumerate(fh, 1) if line.strip() and not line.startswith("#")]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [(n, line.strip()) for n, line in enumerate(fh, 1) if line.strip() and not line.startswith("#")]
+    except UnicodeDecodeError as exc:
+        raise DatasetMissing(f"{path} is not UTF-8 text (byte {exc.start}); is it the right file?") from None
 
 
 def _entry(sample_id: str, path: str, label: str, class_id: int, synonyms: tuple[str, ...] = ()) -> dict[str, Any]:
