@@ -41,6 +41,9 @@ examples:
       --set grpo.num_generations=8 --output_path studies/cls
   harness train-and-eval --model /models/Qwen2-VL-2B-Instruct --model_args dtype=bfloat16,device=cuda \\
       --suite synth_ground --trainers grpo --config grpo.yaml
+  harness train-and-eval --model tiny --suite synth_cls --trainers sft,grpo --num_processes 2  # 2 training processes
+  accelerate launch --config_file ds.yaml -m harness.cli train-and-eval --model /models/Qwen2-VL-2B-Instruct \\
+      --model_args dtype=bfloat16,device=cuda --suite synth_ground --trainers sft  # DeepSpeed: docs/multiprocess.md
 
 The study directory holds study.json, runs/ (one eval run per checkpoint), train/<trainer>/
 (checkpoints, train_log.jsonl), leaderboard.{md,csv,html} and plots/.
@@ -198,9 +201,11 @@ def cmd_train_and_eval(args: argparse.Namespace) -> int:
         model_args=parse_kv(args.model_args), bootstrap=args.bootstrap, baseline=args.baseline,
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()), output_path=args.output_path,
         progress=not args.no_progress, data_root=args.data_root, data_args=parse_kv(args.data_args, "--data_args"),
-        math_judge=args.math_judge,
+        math_judge=args.math_judge, num_processes=args.num_processes,
     )
-    print(run_study(cfg))
+    text = run_study(cfg)
+    if text:  # under accelerate launch, rank 0 prints the leaderboard
+        print(text)
     return 0
 
 
@@ -468,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a trainer option: max_steps=50 (every trainer) or grpo.beta=0.04 (one); repeatable")
     te.add_argument("--max_steps", type=int, default=None, help="optimizer steps of every trainer (wins over --config)")
     te.add_argument("--eval_every", type=int, default=None, help="steps between checkpoints; each one is scored")
+    te.add_argument("--num_processes", type=int, default=None,
+                    help="train each trainer in N processes on this machine (accelerate launch; on a GPU machine, one "
+                         "GPU each); each takes batch_size / N rows per step, so the global batch is unchanged. "
+                         "Evals stay in this process. sft and grpo (docs/multiprocess.md)")
     te.add_argument("--eval_limit", type=int, default=300, help="samples per ID/OOD split in each eval (default 300)")
     te.add_argument("--eval_batch_size", type=int, default=16, help="eval batch size (default 16)")
     te.add_argument("--model_args", default=None, help="backend options for the evals, as in harness eval")

@@ -16,6 +16,13 @@ A trainer with ``chains = True`` (``rs_sft``) trains from the final checkpoint o
 trainer before it in ``--trainers`` (``--trainers curr_rl,rs_sft``), or from the base
 when it comes first; every other trainer trains from the base.
 
+Several processes (docs/multiprocess.md): with ``--num_processes N`` this process stays
+single (validation, the base eval, every checkpoint's eval, the leaderboard) and each
+trainer's training runs in N processes under accelerate's launcher (trainers/launch.py).
+Under ``accelerate launch -m harness.cli train-and-eval`` every process runs the study:
+rank 0 writes the study's files, and the base and each checkpoint are scored by all
+processes together (data-parallel eval).
+
 Resume: rerunning the same command skips finished evals (their aggregates exist),
 finishes an interrupted eval from its records, and lets each trainer resume from its
 last complete checkpoint; checkpoints that exist but were never scored are scored
@@ -31,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import data
+from harness import data, distributed
 from harness.atomic import write_json_atomic, write_text_atomic
 from harness.errors import UsageError
 from harness.evaluator import EvalConfig, resolve_model, run_eval
@@ -69,9 +76,13 @@ class StudyConfig:
     data_root: str | None = None
     data_args: dict[str, Any] = field(default_factory=dict)
     math_judge: str | None = None
+    #: training processes of every trainer (None: the configs' own, 1 unless set there);
+    #: under accelerate launch, the launcher's
+    num_processes: int | None = None
 
     def default_output_path(self) -> str:
-        return str(Path("harness_studies") / f"{Path(self.model.rstrip('/')).name}-{self.suite}-{'-'.join(self.trainers)}")
+        name = f"{Path(self.model.rstrip('/')).name}-{self.suite}-{'-'.join(self.trainers)}"
+        return str(Path("harness_studies") / name)
 
     def identity(self) -> dict[str, Any]:
         keys = ("model", "suite", "trainers", "seed", "eval_limit", "eval_batch_size", "model_args", "bootstrap")
@@ -93,6 +104,7 @@ def prepare(cfg: StudyConfig) -> Prepared:
     """Every check that needs no model; raises UsageError/UnknownName naming what to fix."""
     from harness.registry import SUITES
     from trainers import get_trainer, load_config
+    from trainers.launch import check_processes, processes_for
 
     if not cfg.trainers or not all(t.strip() for t in cfg.trainers):
         raise UsageError("--trainers is empty; name one or more trainers, e.g. --trainers sft,grpo")
@@ -103,6 +115,8 @@ def prepare(cfg: StudyConfig) -> Prepared:
     check_number("--eval_limit", cfg.eval_limit, minimum=1, integer=True)
     check_number("--eval_batch_size", cfg.eval_batch_size, minimum=1, integer=True, allow_none=False)
     check_number("--seed", cfg.seed, minimum=0, integer=True)
+    check_number("--num_processes", cfg.num_processes, minimum=1, integer=True)
+    processes = processes_for(cfg.num_processes, distributed.current())
     bad = [f for f in cfg.formats if f not in FORMATS]
     if bad or not cfg.formats:
         raise UsageError(f"--format: unknown {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
@@ -117,15 +131,19 @@ def prepare(cfg: StudyConfig) -> Prepared:
                  if v is not None}
     if not cfg.progress:
         shortcuts["progress"] = False
+    if processes is not None:
+        shortcuts["num_processes"] = processes
     plans = []
     for name in cfg.trainers:
         trainer = get_trainer(name.strip())
         config = load_config(trainer.name, cfg.config_file, cfg.overrides,
                              output_dir=str(root / "train" / trainer.name), **shortcuts)
         trainer.check(suite, config)
+        check_processes(trainer, config)  # also for trainers whose check() is their own
         plans.append((trainer, config))
 
-    eval_base = _eval_config(cfg, cfg.model, root / "runs" / "base", {"label": "base", "method": "base", "checkpoint": 0})
+    eval_base = _eval_config(cfg, cfg.model, root / "runs" / "base",
+                             {"label": "base", "method": "base", "checkpoint": 0})
     eval_base.validate()
     return Prepared(root, suite, plans, eval_base)
 
@@ -160,12 +178,20 @@ def record_study(path: Path, identity: dict[str, Any], extra: dict[str, Any], wh
 
 
 def _say(text: str) -> None:
-    print(f"[train-and-eval] {text}", file=sys.stderr, flush=True)
+    if distributed.current().main:
+        print(f"[train-and-eval] {text}", file=sys.stderr, flush=True)
+
+
+def _scored(out: Path) -> bool:
+    """Whether an eval run is finished, as rank 0 sees it (every rank then takes the same path)."""
+    from trainers.launch import on_main
+
+    return bool(on_main(distributed.current(), (out / "aggregates.json").exists))
 
 
 def _eval_checkpoint(cfg: StudyConfig, root: Path, ckpt) -> Path:
     out = root / "runs" / ckpt.trainer / f"step-{ckpt.step:06d}"
-    if (out / "aggregates.json").exists():
+    if _scored(out):
         return out  # scored before the study was interrupted
     cost = ckpt.cost or {}
     meta = {"label": f"{ckpt.trainer}@{ckpt.step}", "method": ckpt.trainer, "checkpoint": ckpt.step,
@@ -177,14 +203,19 @@ def _eval_checkpoint(cfg: StudyConfig, root: Path, ckpt) -> Path:
 
 
 def run_study(cfg: StudyConfig) -> str:
-    """Run the study; returns the leaderboard in Markdown."""
+    """Run the study; returns the leaderboard in Markdown ("" on ranks other than 0)."""
+    from trainers.launch import join, on_main, uses_cpu
+
     t0 = time.perf_counter()
     prep = prepare(cfg)
     root = prep.root
-    _check_identity(root, cfg, prep.plans)
+    world = distributed.current()
+    if world.size > 1:  # under a launcher: the group training will use, before the first collective
+        join(world, uses_cpu(prep.plans[0][1].device))
+    on_main(world, lambda: _check_identity(root, cfg, prep.plans))
 
     base_dir = resolve_model(cfg.model)
-    if not (root / "runs" / "base" / "aggregates.json").exists():
+    if not _scored(root / "runs" / "base"):
         _say(f"base: scoring {cfg.model} on {cfg.suite} (ID and OOD splits)")
         run_eval(prep.eval_base)
     final: dict[str, Any] = {}
@@ -196,16 +227,23 @@ def run_study(cfg: StudyConfig) -> str:
         start = final[previous].path if getattr(trainer, "chains", False) and previous else base_dir
         _say(f"{trainer.name}: training on {prep.suite.train} for {config.max_steps} steps "
              f"(a checkpoint every {config.save_steps})" + (f", from {previous}'s final checkpoint"
-                                                            if start != base_dir else ""))
+                                                            if start != base_dir else "")
+             + (f", in {config.num_processes} processes" if config.num_processes > 1 else ""))
         ckpts = trainer.train(start, prep.suite, config, on_checkpoint=lambda c: _eval_checkpoint(cfg, root, c))
         final[trainer.name] = ckpts[-1]
         previous = trainer.name
     # as in the papers' tables: RL methods against SFT on the same data, else against the base
     baseline = cfg.baseline or (f"sft@{final['sft'].step}" if "sft" in final else "base")
-    text = render(root, baseline, cfg.formats, [t.name for t, _ in prep.plans])
-    plot_study(root, [t.name for t, _ in prep.plans])
+    names = [t.name for t, _ in prep.plans]
+
+    def report() -> str:
+        text = render(root, baseline, cfg.formats, names)
+        plot_study(root, names)
+        return text
+
+    text = on_main(world, report)
     _say(f"done in {time.perf_counter() - t0:.0f} s: {root}")
-    return text
+    return text if world.main else ""
 
 
 def render(root: Path, baseline: str, formats: tuple[str, ...] = FORMATS, trainers: list[str] | None = None) -> str:
@@ -241,6 +279,6 @@ def plot_study(root: Path, trainers: list[str]) -> list[Path]:
                 rows.append({"step": step, "split": agg["task"], "role": agg["role"], "value": 100 * m["value"],
                              "ci_low": 100 * m["ci"][0], "ci_high": 100 * m["ci"][1]})
         if rows:
-            written.append(plot_eval_curves(rows, root / "plots" / f"{name}_eval.png",
-                                            title=f"{name}: ID and OOD primary metric by step", metric_label="score (%)"))
+            written.append(plot_eval_curves(rows, root / "plots" / f"{name}_eval.png", metric_label="score (%)",
+                                            title=f"{name}: ID and OOD primary metric by step"))
     return written

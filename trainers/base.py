@@ -37,6 +37,11 @@ mixed in. Errors a user can fix (unknown trainer, suite or option, a wrong type,
 suite without a train split, a damaged model or checkpoint, a full disk) are
 ``harness.errors.HarnessError`` subclasses with a one-line message saying what to do.
 
+With ``config.num_processes`` N > 1, ``train`` runs the training in N data-parallel
+processes under accelerate's launcher and still calls ``on_checkpoint`` here, in the calling
+process, while they wait; under ``accelerate launch`` every process calls ``train`` and
+``on_checkpoint`` (trainers/launch.py, docs/multiprocess.md).
+
 ``model_dir`` is a model directory or a LoRA checkpoint of an earlier run (e.g. an
 SFT cold start before GRPO); the latter is merged once into
 ``<output_dir>/base_merged``, which this run's adapters then name as their base.
@@ -125,6 +130,9 @@ class TrainerConfig:
     device: str = "auto"
     #: torch CPU threads (1 is fastest on the 2-core machines measured)
     threads: int = 1
+    #: training processes (data parallel through accelerate, trainers/launch.py): each takes
+    #: batch_size / num_processes rows per step, so the global batch stays batch_size
+    num_processes: int = 1
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,9 +140,14 @@ class TrainerConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def identity(self) -> dict[str, Any]:
-        """What decides the weights: a resumed run must match all of it."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "progress", "save_steps",
-                                                                        "logging_steps", "threads")}
+        """What decides the weights: a resumed run must match all of it. ``num_processes`` does
+        (GRPO samples other completions when the batch is split), but is left out at 1 so that
+        runs recorded before it existed still resume."""
+        out = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "progress", "save_steps",
+                                                                       "logging_steps", "threads")}
+        if out.get("num_processes") == 1:
+            del out["num_processes"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -182,10 +195,12 @@ class Trainer(ABC):
 
         Raises ``UnknownName`` / ``UsageError`` with a message naming what to fix.
         """
+        from trainers.launch import check_processes
         from trainers.rows import resolve_train_suite
         from trainers.run_dir import check_config
 
         check_config(self.name, config)
+        check_processes(self, config)
         return resolve_train_suite(suite, config.formats)
 
     @abstractmethod

@@ -42,7 +42,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def check_common(c: TrainerConfig) -> None:
     """Value checks every trainer shares (types were checked when the config was built)."""
-    positive = ("max_steps", "batch_size", "save_steps", "logging_steps", "threads", "lora_r", "lora_alpha")
+    positive = ("max_steps", "batch_size", "save_steps", "logging_steps", "threads", "lora_r", "lora_alpha",
+                "num_processes")
     for key in positive:
         if getattr(c, key) <= 0:
             raise UsageError(f"{key} must be > 0, got {getattr(c, key)}")
@@ -133,7 +134,9 @@ def starting_model(model_path: Path, out: Path) -> Path:
 
 @dataclass
 class RunContext:
-    """What a trainer's row builder and TRL set-up need."""
+    """What a trainer's row builder and TRL set-up need. ``config`` is the run's config as one
+    process trains it: with ``num_processes`` N, its ``batch_size`` is the rows each process
+    takes per step (the run's batch_size / N; trainers/launch.py)."""
 
     config: Any
     suite: Suite
@@ -183,18 +186,31 @@ class TRLTrainer(Trainer):
 
     def train(self, model_dir: str, suite: Suite | str, config: TrainerConfig,
               on_checkpoint: OnCheckpoint | None = None) -> list[Checkpoint]:
+        from harness import distributed
+        from trainers import launch
+
+        world = distributed.current()
+        config = launch.in_world(config, world)
         suite = self.check(suite, config)
         model_path = check_model_dir(model_dir)
         out = Path(config.output_dir).expanduser().resolve()
-        prepare_run(out, self.identity(model_path, suite, config))
-        existing = complete_checkpoints(out)
-        if existing and existing[-1].step >= config.max_steps:
-            return existing  # finished: nothing to load
-        resume_dir = resume_point(out, existing)
-        meter = CostMeter.from_dict(existing[-1].cost if existing else self.starting_cost(config))
-        truncate_log(out / LOG_FILE, existing[-1].step if existing else 0)
+        if config.num_processes > 1 and world.size == 1:
+            # this process checks the run directory, launches the training processes and
+            # scores their checkpoints (trainers/launch.py)
+            existing, _ = self._prepare_dir(out, model_path, suite, config)
+            if existing and existing[-1].step >= config.max_steps:
+                return existing
+            launch.run_launched(self, model_path, suite, config, out, on_checkpoint)
+            return complete_checkpoints(out)
 
         import torch
+
+        if world.size > 1:  # several processes, all in this call: rank 0 writes, the others wait
+            launch.join(world, launch.uses_cpu(config.device))
+        existing, resume_dir = launch.on_main(world, lambda: self._prepare_dir(out, model_path, suite, config))
+        if existing and existing[-1].step >= config.max_steps:
+            return existing  # finished: nothing to load
+        meter = CostMeter.from_dict(existing[-1].cost if existing else self.starting_cost(config))
 
         from harness.compat.torchvision_cpu import ensure_torchvision
 
@@ -202,14 +218,15 @@ class TRLTrainer(Trainer):
         from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
 
         torch.set_num_threads(config.threads)
-        train_from = starting_model(model_path, out)
+        train_from = launch.on_main(world, lambda: starting_model(model_path, out))
         with loading(train_from):
             processor = AutoProcessor.from_pretrained(str(train_from))
         conv = model_conventions(train_from, processor)
         rows = TrainRows(suite, config.formats, config.max_steps * self.rows_per_step(config), config.seed,
                          config.shuffle, config.train_samples, holdout=config.holdout,
                          indices=self.train_indices(config))
-        ctx = RunContext(config, suite, train_from, processor, conv, rows, meter)
+        # the TRL trainer is built per process: batch_size / num_processes rows each
+        ctx = RunContext(launch.per_process(config), suite, train_from, processor, conv, rows, meter)
         dataset = rows.dataset(lambda row: self.make_row(row, ctx))
 
         # PEFT initialises adapters from the global RNG: seed before the model exists.
@@ -237,7 +254,7 @@ class TRLTrainer(Trainer):
 
         trl_trainer.remove_callback(PrinterCallback)
         trl_trainer.remove_callback(ProgressCallback)
-        if config.progress:
+        if config.progress and world.main:
             trl_trainer.add_callback(NamedProgress(self.name))
 
         def publish_step(trl_dir: Path, step: int, cost: dict, metrics: dict, final: bool) -> Checkpoint:
@@ -246,8 +263,14 @@ class TRLTrainer(Trainer):
                     "config": config.to_dict()}
             return publish(out, trl_dir, step, info)
 
-        hook = HarnessCallback(out, self.rows_per_step(config), meter, publish_step, on_checkpoint,
-                               self.counters(trl_trainer))
+        if on_checkpoint is None:
+            on_checkpoint = launch.scoring_handshake(world)  # launched: the parent scores each checkpoint
+        hook_args = (out, self.rows_per_step(config), meter)
+        if world.size > 1:
+            hook = launch.ranked_callback(world, *hook_args, launch.ranked_publish(world, publish_step),
+                                          on_checkpoint, self.counters(trl_trainer))
+        else:
+            hook = HarnessCallback(*hook_args, publish_step, on_checkpoint, self.counters(trl_trainer))
         trl_trainer.add_callback(hook)
         try:
             trl_trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
@@ -260,8 +283,24 @@ class TRLTrainer(Trainer):
             before = f"step {existing[-2].step}" if len(existing) > 1 else "the start"
             raise HarnessError(f"cannot resume from {resume_dir} ({type(exc).__name__}: {' '.join(str(exc).split())}); "
                                f"if it is damaged, delete it and {step_eval} to resume from {before}") from exc
-        self.after_train(out)
-        return complete_checkpoints(out)
+
+        def finish() -> list[Checkpoint]:
+            self.after_train(out)
+            return complete_checkpoints(out)
+
+        return launch.on_main(world, finish)
+
+    def _prepare_dir(self, out: Path, model_path: Path, suite: Suite,
+                     config: Any) -> tuple[list[Checkpoint], Path | None]:
+        """Record or check the run's identity; its complete checkpoints and the resume point
+        (crash debris moved aside); the log cut back to that point. Nothing loads a model."""
+        prepare_run(out, self.identity(model_path, suite, config))
+        existing = complete_checkpoints(out)
+        if existing and existing[-1].step >= config.max_steps:
+            return existing, None
+        resume_dir = resume_point(out, existing)
+        truncate_log(out / LOG_FILE, existing[-1].step if existing else 0)
+        return existing, resume_dir
 
     def counters(self, trl_trainer: Any):
         """A function returning extra cumulative counts for the cost record, or None."""
