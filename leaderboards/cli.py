@@ -1,6 +1,6 @@
 """``harness leaderboard`` and ``harness regress``: subcommands added to harness's CLI.
 
-``harness leaderboard --output_path DIR --views`` (html format) also writes each run's
+``harness leaderboard --output_path DIR`` (html format; ``--no_views`` to skip) also writes each run's
 viewer page (``harness view``) into ``DIR/views/`` and links the HTML's cells to them by
 relative paths. When the runs are moved (or deleted) later, the links keep working: the
 pages are self-contained copies (images embedded), snapshots of the runs as they were
@@ -27,12 +27,12 @@ examples:
   harness leaderboard runs/a runs/b --output_path reports/ --format md,html
   harness leaderboard runs/ --metric synth_detect_base=map,synth_detect_novel=map
 
-links: with --views (and --output_path, html format), each run's samples are written as
-a standalone viewer page (harness view) into <output_path>/views/, and leaderboard.html
-links each split cell to its run's page on that split. The pages are copies: the folder
-<output_path> can be moved or shared whole, and moving the runs breaks no link (rerun to
-refresh the pages).
-  harness leaderboard studies/tiny/runs --output_path reports/tiny --views
+links: with --output_path (html format), each run's samples are also written as a
+standalone viewer page (harness view) into <output_path>/views/, and leaderboard.html
+links each split cell to its run's page on that split (--no_views: no pages, no links).
+The pages are copies: the folder <output_path> can be moved or shared whole, and moving
+the runs breaks no link (rerun to refresh the pages).
+  harness leaderboard studies/tiny/runs --output_path reports/tiny
 
 Rows are model x method x checkpoint, from the "meta" object that train-and-eval writes
 into each run's config.json (label, model, method, checkpoint, seed, selection, cost); a run
@@ -126,9 +126,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     out = Path(args.output_path) if args.output_path else None
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--output_path {out} is a file; give a directory")
-    if args.views and (out is None or "html" not in formats):
-        raise UsageError("--views writes viewer pages next to leaderboard.html: give --output_path (html format)")
-    views = view_pages(args.dirs, out) if args.views else {}
+    views = view_pages(args.dirs, out) if out is not None and "html" in formats and not args.no_views else {}
     render = RenderOptions(ci=args.ci, cost=args.cost, views={run: href for run, (href, _) in views.items()})
     texts = leaderboard_texts(args.dirs, options, render, formats=set(formats) | {"md"}, title=args.title, warn=_warn)
     if out is not None:
@@ -239,9 +237,10 @@ def add_parsers(sub) -> None:
     lb.add_argument("--group_seeds", action="store_true",
                     help="one row per set of seeds: runs that share model, method, selection rule and checkpoint but "
                          "differ in meta.seed (value: seed-averaged per-sample scores; spread across seeds shown)")
-    lb.add_argument("--views", action="store_true",
-                    help="also write each run's viewer page (harness view: images, boxes, outputs, scores) into "
-                         "<output_path>/views/ and link every split cell of leaderboard.html to its run's page")
+    lb.add_argument("--no_views", action="store_true",
+                    help="do not write the runs' viewer pages (by default, with --output_path and the html format, "
+                         "each run's page - harness view: images, boxes, outputs, scores - goes into "
+                         "<output_path>/views/ and every split cell of leaderboard.html links to it)")
     lb.add_argument("--title", default="Leaderboard", help="title of the HTML page")
     lb.set_defaults(func=cmd_leaderboard)
     _debug_flag(lb)

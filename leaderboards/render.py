@@ -11,7 +11,7 @@ each row's checkpoint), a last row with each column's minimum detectable differe
 HTML links (``RenderOptions.views``): each split cell links to its run's viewer page
 (``harness view``, harness/viewer.py) opened on that split (``#task=...``), the row label to
 the pages of all the row's runs (each seed of a seed group). The pages are the copies
-``harness leaderboard --output_path DIR --views`` writes into ``DIR/views/`` (leaderboards/cli.py),
+``harness leaderboard --output_path DIR`` (unless ``--no_views``) writes into ``DIR/views/`` (leaderboards/cli.py),
 linked by relative paths: the folder DIR can be moved or shared whole, and moving or
 deleting the run directories breaks no link (the pages are snapshots of the runs as they
 were when the leaderboard was written; rerun the command to refresh them). Moving

@@ -305,7 +305,7 @@ def test_cli_writes_markdown_csv_and_html(study, tmp_path, capsys):
     assert main(["leaderboard", str(study), "--output_path", str(out), "--ci", "--cost"]) == 0
     captured = capsys.readouterr()
     assert "| SFT step 50" in captured.out and "ckpt150" in captured.err and "warning" in captured.err
-    assert {p.name for p in out.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.html"}
+    assert {p.name for p in out.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.html", "views"}
     assert (out / "leaderboard.md").read_text() in captured.out
 
     csv = pd.read_csv(io.StringIO((out / "leaderboard.csv").read_text()))

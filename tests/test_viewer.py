@@ -272,7 +272,7 @@ def test_leaderboard_links_each_cell_to_its_runs_viewer_page(runs, tmp_path, cap
     meta = json.loads((b / "config.json").read_text())
     write_json_atomic(b / "config.json", {**meta, "meta": {"method": "sft"}})
     out = tmp_path / "board"
-    assert main(["leaderboard", str(a), str(b), "--output_path", str(out), "--no_tests", "--views"]) == 0
+    assert main(["leaderboard", str(a), str(b), "--output_path", str(out), "--no_tests"]) == 0
     assert "2 viewer pages" in capsys.readouterr().out
     html = (out / "leaderboard.html").read_text()
     import re
@@ -285,11 +285,13 @@ def test_leaderboard_links_each_cell_to_its_runs_viewer_page(runs, tmp_path, cap
     for page in pages:
         blob = page_blob((out / page).read_text())
         assert {t["name"] for t in blob["tasks"]} == set(TASKS)
-    assert main(["leaderboard", str(a), "--output_path", str(tmp_path / "plain"), "--no_tests"]) == 0
-    assert 'class="view"' not in (tmp_path / "plain" / "leaderboard.html").read_text()
-    assert not (tmp_path / "plain" / "views").exists()
-    assert main(["leaderboard", str(a), "--views", "--no_tests"]) == 2
-    assert "--views writes viewer pages next to leaderboard.html" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["leaderboard", str(a), "--output_path", str(plain), "--no_tests", "--no_views"]) == 0
+    assert 'class="view"' not in (plain / "leaderboard.html").read_text()
+    assert not (plain / "views").exists()
+    md_only = tmp_path / "md"
+    assert main(["leaderboard", str(a), "--output_path", str(md_only), "--no_tests", "--format", "md"]) == 0
+    assert not (md_only / "views").exists()  # pages only beside an HTML page that links them
 
 
 def test_correct_is_the_primary_metric_at_the_difficulty_cut():

@@ -232,7 +232,7 @@ def test_leaderboard_cells_link_to_viewer_pages_that_open(runs, page, tmp_path, 
     config = json.loads((rb / "config.json").read_text())
     write_json_atomic(rb / "config.json", {**config, "meta": {"method": "sft"}})
     out = tmp_path / "board"
-    assert main(["leaderboard", str(tmp_path / "runs"), "--output_path", str(out), "--no_tests", "--views"]) == 0
+    assert main(["leaderboard", str(tmp_path / "runs"), "--output_path", str(out), "--no_tests"]) == 0
     capsys.readouterr()
     shutil.move(str(tmp_path / "runs"), str(tmp_path / "runs-moved"))  # the links do not need the runs
     _open_plain(page, out / "leaderboard.html")
