@@ -197,6 +197,8 @@ def share_prompts(trainer: Any) -> None:
     from trainers import shared_prefix
 
     if trainer.accelerator.num_processes > 1:
+        if not trainer.accelerator.is_main_process:
+            return
         print(f"[grpo] share_prompts: {trainer.accelerator.num_processes} processes; each prompt is run once per "
               "completion (the shared path makes two forward calls per backward, untested under DDP)", file=sys.stderr)
     elif shared_prefix.supported(trainer.model):
