@@ -101,3 +101,13 @@ def test_the_eval_command_says_so_in_one_line(hub_cache, online, tmp_path, capsy
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert "could not be downloaded" in err and len(err.strip().splitlines()) == 1
+
+
+def test_trainers_take_a_cached_hub_id_too(tiny_model_dir, hub_cache, monkeypatch):
+    from trainers.trl_run import check_model_dir
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = put_in_cache(hub_cache, REPO, tiny_model_dir)
+    assert check_model_dir(REPO) == snapshot.resolve()
+    with pytest.raises(UsageError, match="downloads are off"):
+        check_model_dir("some-org/not-cached")

@@ -81,8 +81,13 @@ def loading(path: Path) -> Iterator[None]:
 
 
 def check_model_dir(model_dir: str) -> Path:
-    """A model directory (config.json) or a PEFT adapter directory whose base is one."""
+    """A model directory (config.json) or a PEFT adapter directory whose base is one; a hub
+    id (org/name) is its local snapshot, downloaded first when allowed (harness/hub.py)."""
+    from harness import hub
+
     path = Path(model_dir).expanduser()
+    if hub.is_hub_id(model_dir):
+        path = hub.fetch(str(model_dir))
     if (path / "config.json").is_file():
         return path.resolve()
     if (path / "adapter_config.json").is_file():
