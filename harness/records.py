@@ -17,12 +17,20 @@ from typing import Any, Iterable, Iterator
 from harness.atomic import write_text_atomic
 from harness.errors import UsageError
 
+# the types of the keys that readers of a run's records rely on (sorting, joining, averaging)
+_TYPES = {"sample_id": (str,), "index": (int,), "scores": (dict,), "doc_id": (int, str)}
+
 
 def _check(path: Path, lineno: int, rec: Any, required: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(rec, dict) or any(k not in rec for k in required):
         need = f" with {', '.join(required)}" if required else ""
         raise UsageError(f"{path}:{lineno}: not a record (a JSON object{need}); was the file edited? "
                          "Rerun with --overwrite to start the run afresh")
+    for k in required:
+        if k in _TYPES and (not isinstance(rec[k], _TYPES[k]) or isinstance(rec[k], bool)):
+            raise UsageError(f"{path}:{lineno}: the record's {k!r} is {type(rec[k]).__name__} "
+                             f"{json.dumps(rec[k], default=str)[:40]}; was the file edited? "
+                             "Rerun with --overwrite to start the run afresh")
     return rec
 
 
@@ -34,14 +42,17 @@ def iter_records(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[d
     if not path.exists():
         return
     with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise UsageError(f"{path}:{i + 1}: corrupt record line; was the file edited during the run?") from None
-            yield _check(path, i + 1, rec, required)
+        try:
+            for i, line in enumerate(f):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    raise UsageError(f"{path}:{i + 1}: corrupt record line; was the file edited during the run?") from None
+                yield _check(path, i + 1, rec, required)
+        except UnicodeDecodeError:
+            raise UsageError(f"{path} is not UTF-8 text; was the file edited during the run?") from None
 
 
 def read_records(path: str | Path, repair: bool = False, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
