@@ -44,6 +44,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config file {p} is not UTF-8 text (byte {exc.start})") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
