@@ -14,6 +14,7 @@ from typing import Any
 
 from harness import answers
 from harness.dataset_task import DatasetTask
+from harness.errors import UsageError
 from harness.parsed import Parsed
 from harness.sample import ImageRef, Sample
 
@@ -64,5 +65,6 @@ class ClassificationTask(DatasetTask):
     def wrong_answers(self, sample, conv, rng, k):
         pool = [label for label in self.labels() if label != sample.target]
         if len(pool) < k:
-            raise ValueError(f"{self.name}: {len(pool) + 1} classes, too few for {k} distractors")
+            raise UsageError(f"{self.name}: {len(pool) + 1} classes, too few for {k} distractors (the multiple-choice "
+                             "and yes/no forms need them)")
         return rng.sample(pool, k)

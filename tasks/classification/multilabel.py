@@ -15,6 +15,7 @@ from typing import Any
 
 from harness import answers
 from harness.dataset_task import _INDEX_CACHE, DatasetTask
+from harness.errors import UsageError
 from harness.parsed import Parsed
 from harness.sample import ImageRef, Sample
 
@@ -103,5 +104,6 @@ class MultiLabelClassificationTask(DatasetTask):
             if set(cand) != set(gold) and text not in out:
                 out.append(text)
         if len(out) < k:
-            raise ValueError(f"{self.name}: too few categories to make {k} wrong answers")
+            raise UsageError(f"{self.name}: the dataset has too few categories to make {k} wrong answers for the "
+                             f"multiple-choice and yes/no forms")
         return out
