@@ -147,6 +147,8 @@ def load_run(path: Path) -> RunSummary:
     if not isinstance(config, dict) or not isinstance(aggregates, list):
         raise UsageError(f"{path}: config.json must be an object and aggregates.json a list")
     _check_aggregates(path, aggregates)
+    if not isinstance(config.get("identity", {}), dict):
+        raise UsageError(f"{path / 'config.json'}: 'identity' must be an object")
     meta = config.get("meta") or {}
     if not isinstance(meta, dict):
         raise UsageError(f"{path / 'config.json'}: 'meta' must be an object")

@@ -89,6 +89,8 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     if not isinstance(tasks, dict) or not tasks or not all(
             isinstance(t, dict) and isinstance(t.get("metrics"), dict) for t in tasks.values()):
         raise UsageError(f"{path}: 'tasks' must map each task to an object with 'metrics'")
+    if not isinstance(data.get("identity") or {}, dict):
+        raise UsageError(f"{path}: 'identity' must be an object; fix it or write the baseline again with --write")
     for task, entry in tasks.items():
         for metric, m in entry["metrics"].items():
             if not is_metric_entry(m):
