@@ -12,6 +12,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
+from harness.errors import UsageError
+
 if TYPE_CHECKING:
     from harness.conventions import ModelConventions
     from harness.protocol import ProtocolProfile
@@ -117,7 +119,10 @@ def read_answer_box(answer: str, size: tuple[int, int], conv: ModelConventions,
         return None, "no box found"
     if size[0] <= 0 or size[1] <= 0:
         return None, "image size unknown (unreadable image)"
-    box = answer_box_to_pixels(boxes[0] if profile.box_pick == "first" else boxes[-1], size, conv, profile)
+    try:
+        box = answer_box_to_pixels(boxes[0] if profile.box_pick == "first" else boxes[-1], size, conv, profile)
+    except UsageError as exc:  # the image has no size in the model's space (an aspect ratio over 200)
+        return None, f"image size unusable: {exc}"
     return (box, None) if box is not None else (None, "box coordinates too large to represent")
 
 

@@ -61,7 +61,11 @@ class ModelConventions:
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
         w, h = size
-        rh, rw = smart_resize(h, w, factor=self.resize_factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        try:
+            rh, rw = smart_resize(h, w, factor=self.resize_factor, min_pixels=self.min_pixels,
+                                  max_pixels=self.max_pixels)
+        except ValueError as exc:  # an aspect ratio over 200, which the model's processor refuses too
+            raise UsageError(f"an image of size {w}x{h} has no resized size for {self.family}: {exc}") from None
         return rw, rh
 
     def _scale(self, size: tuple[int, int]) -> tuple[float, float]:
