@@ -90,6 +90,9 @@ def _read_mat_in_child(path: Path) -> tuple[dict[str, Any] | None, str]:
     pid = os.fork()
     if pid == 0:  # the child: read, send, leave without running the parent's exit handlers
         try:
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is expected and reported by the parent, not dumped
             os.close(rfd)
             with os.fdopen(wfd, "wb") as out:
                 out.write(pickle.dumps(_read_mat(path), protocol=pickle.HIGHEST_PROTOCOL))
