@@ -397,14 +397,17 @@ class OpenAIBackend(Backend):
         reply = self._call("POST", "/chat/completions", body)
         try:
             choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
-            texts = [c["message"].get("content") or "" for c in choices]
-        except (KeyError, TypeError, AttributeError):
-            raise RequestFailed(f"reply without choices/message: {json.dumps(reply)[:200]}") from None
-        usage = reply.get("usage") or {}
+            texts = [_content_text(c["message"].get("content")) for c in choices]
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise RequestFailed(f"reply without choices/message text: {json.dumps(reply)[:200]}") from None
+        if not texts:  # the server answered nothing: not the model's empty answer
+            raise RequestFailed(f"reply with no choices: {json.dumps(reply)[:200]}")
+        usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
         with self._lock:
             self.stats["requests"] += 1
-            self.stats["completion_tokens"] += int(usage.get("completion_tokens") or 0)
-            self.stats["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+            for key in ("completion_tokens", "prompt_tokens"):  # counts only: a malformed one is skipped
+                if isinstance(usage.get(key), int) and not isinstance(usage.get(key), bool):
+                    self.stats[key] += usage[key]
         return texts
 
     def _one(self, prompt: Prompt, params: SamplingParams, seed: int) -> list[str]:
@@ -472,6 +475,18 @@ class OpenAIBackend(Backend):
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def _content_text(content: Any) -> str:
+    """A choice's message content as text: a string, null (no text: ""), or a list of content
+    parts whose text parts are joined; anything else raises ValueError (a malformed reply)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        texts = [p.get("text") for p in content if p.get("type", "text") == "text"]
+        if all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+    raise ValueError(f"message content is {type(content).__name__}, not text")
 
 
 def _flag(value: Any) -> bool:
