@@ -170,7 +170,9 @@ def run_eval(cfg: EvalConfig, backend: Backend | None = None) -> EvalResult:
     refs: list[TaskRef] = resolve(cfg.tasks)
     tasks = [(ref, make_task(ref.name, ref.fmt)) for ref in refs]
     for _, task in tasks:  # a missing or malformed dataset is reported before a model loads
-        len(task)
+        if len(task) == 0:  # e.g. annotations of another split: nothing to score, so no model to load
+            raise UsageError(f"{task.full_name} has no samples: the dataset's annotations hold none for this split "
+                             f"(see `harness data check {task.name}`)")
     profile = get_profile(cfg.profile)
     run_path = Path(cfg.output_path or cfg.default_output_path())
     check_output_dir(run_path)
