@@ -122,16 +122,17 @@ def check_output_dir(path: Path, *, marker: str = "config.json", what: str = "ru
     if ours and not (path / marker).exists():
         raise UsageError(f"--output_path {path} is a non-empty directory that holds no {what} ({marker} is missing); "
                          f"choose a new or empty directory")
-    _check_writable(path)
+    check_writable(path)
 
 
 def check_output_file(path: Path) -> None:
     if path.is_dir():
         raise UsageError(f"--output_path {path} is a directory; give a file path")
-    _check_writable(path.parent)
+    check_writable(path.parent)
 
 
-def _check_writable(directory: Path) -> None:
+def check_writable(directory: Path) -> None:
+    """``directory`` exists or can be created (no file on its path) and we may write there."""
     existing = directory
     while not existing.exists():
         existing = existing.parent

@@ -108,6 +108,7 @@ def _parse_formats(text: str) -> list[str]:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness.atomic import write_text_atomic
+    from harness.validation import check_writable
     from leaderboards.board import LeaderboardOptions
     from leaderboards.render import RenderOptions
     from leaderboards.report import leaderboard_texts
@@ -126,6 +127,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     out = Path(args.output_path) if args.output_path else None
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--output_path {out} is a file; give a directory")
+    if out is not None:  # before the tests run: a path under a file cannot be created
+        check_writable(out)
     views = view_pages(args.dirs, out) if out is not None and "html" in formats and not args.no_views else {}
     render = RenderOptions(ci=args.ci, cost=args.cost, views={run: href for run, (href, _) in views.items()})
     texts = leaderboard_texts(args.dirs, options, render, formats=set(formats) | {"md"}, title=args.title, warn=_warn)
@@ -170,6 +173,7 @@ def write_views(views: dict[str, tuple[str, Path]]) -> None:
 def cmd_regress(args: argparse.Namespace) -> int:
     from leaderboards.regress import (
         baseline_from_run,
+        check_baseline_path,
         compare,
         open_run,
         parse_tolerances,
@@ -181,7 +185,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     if args.write:
         path = Path(args.baseline)
-        if path.exists():
+        check_baseline_path(path)
+        if path.is_file():
             try:
                 old = read_baseline(path)
                 print(f"against the previous baseline {path}:")

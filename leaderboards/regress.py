@@ -66,7 +66,8 @@ def baseline_from_run(run: RunSummary, source: str | Path) -> dict[str, Any]:
             "model_fingerprint": identity.get("model_fingerprint"), "identity": identity, "tasks": tasks}
 
 
-def write_baseline(path: str | Path, baseline: dict[str, Any]) -> None:
+def check_baseline_path(path: str | Path) -> None:
+    """A baseline file --write may create or replace: not a directory, not under a file."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"--baseline {path} is a directory; give a file path such as {path / 'baseline.json'}")
@@ -75,6 +76,10 @@ def write_baseline(path: str | Path, baseline: dict[str, Any]) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise UsageError(f"--baseline {path}: cannot create it, {existing} is a file")
+
+
+def write_baseline(path: str | Path, baseline: dict[str, Any]) -> None:
+    check_baseline_path(path)
     write_json_atomic(path, baseline)
 
 
