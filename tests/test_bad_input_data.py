@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import socket
 import threading
@@ -59,8 +60,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def one_line_error(code: int, err: str, pattern: str) -> None:
-    import re
-
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("harness: error: "), err
@@ -279,8 +278,6 @@ def test_corrupt_images_are_per_sample_failures_and_a_rerun_redoes_only_them(tas
     for r in recs.values():
         uri = r["images"][0]
         if uri in bad:
-            import re
-
             assert re.search(ERRORS[bad[uri]], r["failure"]), r["failure"]
             assert r["failure"].startswith("generation error: ") and all(v == 0 for v in r["scores"].values())
         else:
@@ -348,9 +345,9 @@ def test_a_corrupt_image_with_the_real_model(tmp_path, capsys):
 class StubServer:
     """A chat-completions server on 127.0.0.1 whose answers ``mode`` decides: "ok" (the
     word "circle"), "not json", "no choices", "content not text", "http 500", "sleep"
-    (longer than the client's timeout)."""
+    (longer than the client's timeout), "die" (the server goes away at this request)."""
 
-    def __init__(self, mode: str = "ok") -> None:
+    def __init__(self, mode: str = "ok", port: int = 0) -> None:
         self.mode = mode
         self.posts = 0
         stub = self
@@ -375,6 +372,11 @@ class StubServer:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 stub.posts += 1
                 mode = stub.mode
+                if mode == "die":  # like a killed server: this connection cut, no one listening any more
+                    threading.Thread(target=stub.stop, daemon=True).start()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if mode == "sleep":
                     time.sleep(1.0)
                     mode = "ok"
@@ -399,13 +401,16 @@ class StubServer:
             def handle_error(self, request, client_address):
                 pass
 
-        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.httpd = Server(("127.0.0.1", port), Handler)
+        self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.httpd is not None:
+            httpd, self.httpd = self.httpd, None
+            httpd.shutdown()
+            httpd.server_close()
 
 
 @pytest.fixture
@@ -428,8 +433,6 @@ REASONS = {"not json": r"HTTP 200 with a body that is not JSON", "no choices": r
 
 @pytest.mark.parametrize("mode", list(REASONS))
 def test_server_garbage_is_recorded_per_sample_and_a_rerun_completes(mode, stub, tmp_path):
-    import re
-
     stub.mode = mode
     out = tmp_path / "run"
     result = run_eval(_openai_cfg(stub.url, out))
@@ -446,15 +449,38 @@ def test_server_garbage_is_recorded_per_sample_and_a_rerun_completes(mode, stub,
 
 
 def test_a_server_that_dies_mid_run_loses_nothing(stub, tmp_path):
+    """The server goes away after answering the first batch: the rest are per-sample failures
+    (fail fast once it is found down), and rerunning against the restarted server finishes the
+    run without asking again for what was answered."""
     out = tmp_path / "run"
-    run_eval(_openai_cfg(stub.url, out))  # a finished run...
-    before = _records(out, "synth_cls_id")
-    cfg = _openai_cfg(stub.url, tmp_path / "run2")
+    cfg = _openai_cfg(stub.url, out)
     cfg.limit = 6
-    stub.mode = "http 500"  # ...and one whose server fails every request from now on
+    answered = []
+
+    def die_after_first_batch():
+        while stub.posts < 2:
+            time.sleep(0.01)
+        answered.append(stub.posts)
+        stub.mode = "die"
+
+    threading.Thread(target=die_after_first_batch, daemon=True).start()
     run_eval(cfg)
-    assert all(r["failure"] for r in _records(tmp_path / "run2", "synth_cls_id").values())
-    assert _records(out, "synth_cls_id") == before
+    recs = _records(out, "synth_cls_id")
+    assert len(recs) == 6  # every sample has a record, the run finished
+    done = {sid for sid, r in recs.items() if r["failure"] is None}
+    failed = {sid for sid, r in recs.items() if (r["failure"] or "").startswith("generation error")}
+    assert done and failed and done | failed == set(recs)
+    assert all(re.search(r"ServerUnavailable|RequestFailed|connection", recs[s]["failure"]) for s in failed)
+    restarted = StubServer(port=stub.port)  # the same address: the run's identity holds base_url
+    try:
+        run_eval(cfg)
+        again = _records(out, "synth_cls_id")
+        assert all(again[s] == recs[s] for s in done)  # kept, not redone
+        assert all(again[s]["failure"] is None for s in failed)
+        blocks = {recs[s]["index"] // cfg.batch_size for s in failed}  # the batches with a failure, nothing else
+        assert restarted.posts == sum(r["index"] // cfg.batch_size in blocks for r in recs.values())
+    finally:
+        restarted.stop()
 
 
 def test_a_server_that_refuses_connections_is_one_line(tmp_path, capsys):
