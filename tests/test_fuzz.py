@@ -329,6 +329,7 @@ def data_root(tmp_path_factory):
     saved = data._config
     data.configure(root, {})
     dataset_task._INDEX_CACHE.clear()
+    _SAMPLES.clear()  # made again from this root (pytest-xdist may set the fixture up more than once)
     yield root
     data._config = saved
     dataset_task._INDEX_CACHE.clear()
