@@ -21,3 +21,25 @@ def no_git():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("harness.provenance.git_commit", lambda: {"commit": "test"})
         yield
+
+
+@pytest.fixture(scope="module")
+def torch_mod():
+    """torch on one thread (the GRPO speed-patch tests compare float results)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return torch
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    """The tiny model's processor, padding on the left as TRL's GRPO pads prompts."""
+    from harness.compat.torchvision_cpu import ensure_torchvision
+
+    ensure_torchvision()
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    proc.tokenizer.padding_side = "left"
+    return proc

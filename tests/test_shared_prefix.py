@@ -10,39 +10,10 @@ from types import SimpleNamespace
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+from qwen_vl_fixtures import images, tiny_qwen2_5_vl  # noqa: E402
 
 G = 4
 ATOL = 2e-5
-
-
-@pytest.fixture(scope="module")
-def torch_mod():
-    import torch
-
-    torch.set_num_threads(1)
-    return torch
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_model_dir):
-    from harness.compat.torchvision_cpu import ensure_torchvision
-
-    ensure_torchvision()
-    from transformers import AutoProcessor
-
-    proc = AutoProcessor.from_pretrained(tiny_model_dir)
-    proc.tokenizer.padding_side = "left"
-    return proc
-
-
-def images():
-    """Three distinct images, two of one size and one of another (different grids)."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    sizes = [(112, 112), (112, 112), (140, 112)]
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
 
 
 def grpo_batch(processor, pictures, torch_mod, repeat=G, vary_text=True):
@@ -191,21 +162,9 @@ def test_a_grpo_run_logs_the_same_steps_with_the_speed_switches_off(tiny_model_d
 
 def test_qwen2_5_vl_gives_the_same_logps_and_gradients(processor, torch_mod):
     """Qwen2.5-VL: its own rope index (and windowed vision tower); full fine-tuning here."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from trl.trainer.utils import add_fused_lm_head
 
-    text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "vocab_size": len(processor.tokenizer),
-            "rope_parameters": {"rope_type": "default", "rope_theta": 100.0, "mrope_section": [2, 3, 3]}}
-    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-              "window_size": 56, "fullatt_block_indexes": [1]}
-    tok = processor.tokenizer
-    ids = {k: tok.convert_tokens_to_ids(t) for k, t in (("image_token_id", "<|image_pad|>"),
-                                                        ("video_token_id", "<|video_pad|>"),
-                                                        ("vision_start_token_id", "<|vision_start|>"),
-                                                        ("vision_end_token_id", "<|vision_end|>"))}
-    torch_mod.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids))
+    model = tiny_qwen2_5_vl(processor, torch_mod, text_layers=2)
     add_fused_lm_head(model, outputs=("log_probs", "entropy"))
     stats, grads = compare(model, grpo_batch(processor, images(), torch_mod), torch_mod)
     assert stats["shared"] == 1 and stats["prefix_rows"] == 3

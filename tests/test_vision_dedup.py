@@ -8,41 +8,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+from qwen_vl_fixtures import images, tiny_qwen2_5_vl  # noqa: E402
 
 from harness.errors import UsageError  # noqa: E402
 
 G = 4
 ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def torch_mod():
-    import torch
-
-    torch.set_num_threads(1)
-    return torch
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_model_dir):
-    from harness.compat.torchvision_cpu import ensure_torchvision
-
-    ensure_torchvision()
-    from transformers import AutoProcessor
-
-    proc = AutoProcessor.from_pretrained(tiny_model_dir)
-    proc.tokenizer.padding_side = "left"
-    return proc
-
-
-def images():
-    """Three distinct images, two of one size (same grid, different pixels) and one of another."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    sizes = [(112, 112), (112, 112), (140, 112)]
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
 
 
 def batch(processor, pictures, repeat=G):
@@ -173,22 +144,9 @@ def test_distinct_images_take_the_original_path(lora_model, processor):
 
 def test_qwen2_5_vl_windowed_tower_gives_the_same_logits_and_gradients(processor, torch_mod):
     """Qwen2.5-VL's tower permutes patches into windows (inside each image): the same code holds."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     from trainers import vision_dedup
 
-    text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "vocab_size": len(processor.tokenizer),
-            "rope_parameters": {"rope_type": "default", "rope_theta": 100.0, "mrope_section": [2, 3, 3]}}
-    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-              "window_size": 56, "fullatt_block_indexes": [1]}
-    tok = processor.tokenizer
-    ids = {k: tok.convert_tokens_to_ids(t) for k, t in (("image_token_id", "<|image_pad|>"),
-                                                        ("video_token_id", "<|video_pad|>"),
-                                                        ("vision_start_token_id", "<|vision_start|>"),
-                                                        ("vision_end_token_id", "<|vision_end|>"))}
-    torch_mod.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids))
+    model = tiny_qwen2_5_vl(processor, torch_mod)
     inputs = batch(processor, images())
     logits0, loss0, grads0 = loss_and_grads(model, inputs, torch_mod)
     vision_dedup.enable(model)
