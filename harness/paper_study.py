@@ -500,6 +500,7 @@ def run_paper_study(cfg: PaperStudyConfig) -> str:
 def report(plan: Plan, results: dict[str, Any]) -> str:
     """The paper-shaped tables and the report around them, written into the study directory."""
     from leaderboards.board import LeaderboardOptions
+    from leaderboards.cli import pages_for, write_views
     from leaderboards.collect import collect
     from leaderboards.render import RenderOptions
     from leaderboards.report import leaderboard_texts_from_runs
@@ -513,9 +514,12 @@ def report(plan: Plan, results: dict[str, Any]) -> str:
     baseline = "sft" if any(m.key == "sft" for m in plan.methods) else "base"
     warn: list[str] = []
     title = f"{paper} study: {cfg.model} on {cfg.suite}{' (quick)' if cfg.quick else ''}"
+    views = pages_for([r.path for r in runs], plan.root)  # each shown run's samples, linked from the HTML
     grouped = leaderboard_texts_from_runs(
-        runs, LeaderboardOptions(baseline=baseline, group_seeds=True), RenderOptions(cost=True),
+        runs, LeaderboardOptions(baseline=baseline, group_seeds=True),
+        RenderOptions(cost=True, views={run: href for run, (href, _) in views.items()}),
         formats={"md", "csv", "html"}, title=title, warn=warn.append, method_order=keys)
+    write_views(views)
     per_seed = leaderboard_texts_from_runs(
         runs, LeaderboardOptions(baseline=f"{baseline} seed {cfg.seeds[0]}" if baseline != "base" else "base"),
         RenderOptions(cost=True), formats={"md"}, title=f"{title}, one row per seed", warn=warn.append,

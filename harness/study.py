@@ -249,12 +249,17 @@ def run_study(cfg: StudyConfig) -> str:
 def render(root: Path, baseline: str, formats: tuple[str, ...] = FORMATS, trainers: list[str] | None = None) -> str:
     """Leaderboard files from the study's run directories; returns the Markdown."""
     from leaderboards.board import LeaderboardOptions
+    from leaderboards.cli import view_pages, write_views
     from leaderboards.render import RenderOptions
     from leaderboards.report import leaderboard_texts
 
-    texts = leaderboard_texts([root / "runs"], LeaderboardOptions(baseline=baseline), RenderOptions(cost=True),
+    # each run's samples as a viewer page in <study>/views/, linked from leaderboard.html's cells
+    views = view_pages([str(root / "runs")], root) if "html" in formats else {}
+    texts = leaderboard_texts([root / "runs"], LeaderboardOptions(baseline=baseline),
+                              RenderOptions(cost=True, views={run: href for run, (href, _) in views.items()}),
                               formats=set(formats) | {"md"}, title=f"Study {root.name}",
                               warn=lambda m: _say(f"warning: {m}"), method_order=trainers)
+    write_views(views)  # before the page that links them
     for fmt in formats:
         write_text_atomic(root / f"leaderboard.{fmt}", texts[fmt])
     return texts["md"]

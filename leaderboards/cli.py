@@ -149,21 +149,39 @@ def view_pages(dirs: list[str], out: Path) -> dict[str, tuple[str, Path]]:
     """Each run directory the leaderboard shows -> (href relative to the HTML, page path):
     ``<out>/views/<run name>-<hash of its path>.html``. Keys are resolved paths, as the
     board's "run" column names runs."""
-    from harness.viewer import view_name
     from leaderboards.collect import find_run_dirs
 
     runs, _ = find_run_dirs(list(dirs))
+    return pages_for(runs, out)
+
+
+def pages_for(runs: list[Path], out: Path) -> dict[str, tuple[str, Path]]:
+    """:func:`view_pages` for run directories already found (a study's selected runs)."""
+    from harness.viewer import view_name
+
     return {str(run): (f"{VIEWS}/{view_name(run)}", out / VIEWS / view_name(run)) for run in runs}
 
 
+def _current(page: Path, run: Path) -> bool:
+    """The page is newer than everything of the run it shows (records, aggregates, config):
+    a rerun of the command, or a study's next render, does not write it again."""
+    if not page.is_file():
+        return False
+    sources = [run / "config.json", run / "aggregates.json", *(run / "records").glob("*.jsonl")]
+    newest = max((p.stat().st_mtime for p in sources if p.is_file()), default=float("inf"))
+    return page.stat().st_mtime > newest
+
+
 def write_views(views: dict[str, tuple[str, Path]]) -> None:
-    """Write (or refresh) each run's viewer page. A run whose page cannot be built (a task
+    """Write (or refresh) each run's viewer page, unless it is newer than the run. A run whose page cannot be built (a task
     that no longer resolves is fine; an unreadable run is not) is skipped with a warning:
     its cells stay unlinked only if the page was never written."""
     from harness.errors import HarnessError
     from harness.viewer import ViewConfig, write_view
 
     for run, (_, page) in views.items():
+        if _current(page, Path(run)):
+            continue
         try:
             write_view(ViewConfig(run=run, output=str(page)))
         except HarnessError as exc:

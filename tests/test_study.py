@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,10 @@ def test_study_directory_holds_runs_checkpoints_leaderboard_and_plots(study):
         assert float(r["synth_cls_id acc (%)"]) == pytest.approx(100 * value, abs=0.01)
     md = (study / "leaderboard.md").read_text()
     assert "baseline" in md and "sft@4" in md  # deltas against the final SFT checkpoint
+    # every row links to its run's viewer page, written into <study>/views/
+    html = (study / "leaderboard.html").read_text()
+    pages = {h.split("#")[0] for h in re.findall(r'<a class="view" href="([^"]+)">', html)}
+    assert len(pages) == len(rows) and all((study / page).is_file() for page in pages)
     # GRPO checkpoints record generated tokens; SFT generates none
     grpo = next(r for r in rows if r["label"] == "grpo@4")
     assert float(grpo["generated_tokens"]) > 0 and float(grpo["optimizer_steps"]) == 4
@@ -61,9 +66,11 @@ def test_study_directory_holds_runs_checkpoints_leaderboard_and_plots(study):
 @pytest.mark.slow
 def test_rerun_of_a_finished_study_redoes_nothing(study, capsys):
     before = {p: p.stat().st_mtime_ns for p in (study / "runs").rglob("aggregates.json")}
+    pages = {p: p.stat().st_mtime_ns for p in (study / "views").glob("*.html")}
     t0 = time.perf_counter()
     assert main(["train-and-eval", *SMALL, "--output_path", str(study)]) == 0
     assert {p: p.stat().st_mtime_ns for p in (study / "runs").rglob("aggregates.json")} == before
+    assert {p: p.stat().st_mtime_ns for p in (study / "views").glob("*.html")} == pages  # still current: not rewritten
     assert time.perf_counter() - t0 < 60  # no training, no eval: a generous bound that only a redo would exceed
 
 
