@@ -7,10 +7,9 @@ in the help text are checked against the module's constants by tests/test_overla
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.validation import check_output_file
 
 EXAMPLES = """\
 examples:
@@ -54,15 +53,7 @@ def add_overlap_parser(dsub: argparse._SubParsersAction, common: argparse.Argume
 
 
 def _check_output(path: Path) -> None:
-    if path.is_dir():
-        raise UsageError(f"--output {path} is a directory; give a file path such as {path / 'overlap.json'}")
-    existing = path.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"--output {path}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--output {path}: cannot write to {existing} (permission denied)")
+    check_output_file(path, "--output", "overlap.json")
 
 
 def cmd_data_overlap(args: argparse.Namespace) -> int:

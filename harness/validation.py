@@ -125,10 +125,15 @@ def check_output_dir(path: Path, *, marker: str = "config.json", what: str = "ru
     check_writable(path)
 
 
-def check_output_file(path: Path) -> None:
+def check_output_file(path: Path, option: str = "--output_path", example: str | None = None) -> None:
+    """A file we may create or replace: not a directory, in a directory we can create and write."""
     if path.is_dir():
-        raise UsageError(f"--output_path {path} is a directory; give a file path")
-    check_writable(path.parent)
+        such = f" such as {path / example}" if example else ""
+        raise UsageError(f"{option} {path} is a directory; give a file path{such}")
+    try:
+        check_writable(path.parent)
+    except UsageError as exc:
+        raise UsageError(f"{option} {path}: {exc}") from None
 
 
 def check_writable(directory: Path) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 from harness.atomic import write_json_atomic
 from harness.errors import UsageError
-from harness.validation import read_json_file
+from harness.validation import check_output_file, read_json_file
 from leaderboards.collect import RunSummary, is_metric_entry, is_run_dir, load_run
 from leaderboards.table import render_text
 
@@ -68,14 +68,7 @@ def baseline_from_run(run: RunSummary, source: str | Path) -> dict[str, Any]:
 
 def check_baseline_path(path: str | Path) -> None:
     """A baseline file --write may create or replace: not a directory, not under a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"--baseline {path} is a directory; give a file path such as {path / 'baseline.json'}")
-    existing = path.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"--baseline {path}: cannot create it, {existing} is a file")
+    check_output_file(Path(path), "--baseline", "baseline.json")
 
 
 def write_baseline(path: str | Path, baseline: dict[str, Any]) -> None:
